@@ -1,0 +1,1 @@
+"""Batched trainers: Newton (float64) for convex models, torch.func for small MLPs."""

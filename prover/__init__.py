@@ -1,0 +1,1 @@
+"""The Prover: fits attributions, trains challenge subsets, serves the protocol over gRPC."""
