@@ -84,7 +84,9 @@ def _load_sklearn(name: str) -> RawData:
     from sklearn import datasets
 
     if name not in SKLEARN_SETS:
-        raise UsageError(f"unknown scikit-learn data set {name!r}; known: {', '.join(SKLEARN_SETS)}")
+        raise UsageError(
+            f"unknown scikit-learn data set {name!r}; known: {', '.join(SKLEARN_SETS)}"
+        )
     loader = getattr(datasets, f"load_{name}")
     bunch = loader()
     return _checked(np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), name)
@@ -120,7 +122,9 @@ def _checked(X: npt.ArrayLike, y: npt.ArrayLike, where: str) -> RawData:
     return RawData(np.ascontiguousarray(Xa), np.ascontiguousarray(ya))
 
 
-def split_indices(n: int, validation_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, validation_fraction: float, split_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic train/validation split.
 
     Each index ``i`` gets the key ``u64be(XOF("split", u64be(split_seed), b"", [i])[:8])``;
