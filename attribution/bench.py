@@ -37,8 +37,9 @@ def _reference_outputs(
             [task.train_batch_loop(masks[i : i + 1], seeds[i : i + 1]) for i in range(len(masks))]
         )
     if isinstance(task, OracleTask):
-        return np.concatenate([task.train_batch(masks[i : i + 1], seeds[i : i + 1])
-                               for i in range(len(masks))])
+        return np.concatenate(
+            [task.train_batch(masks[i : i + 1], seeds[i : i + 1]) for i in range(len(masks))]
+        )
     raise UsageError("no reference trainer for plug-in tasks")
 
 
@@ -67,8 +68,10 @@ def bench_retrain(
 
     t0 = time.perf_counter()
     batched = np.concatenate(
-        [task.train_batch(masks[i : i + batch], seeds[i : i + batch])
-         for i in range(0, models, batch)]
+        [
+            task.train_batch(masks[i : i + batch], seeds[i : i + batch])
+            for i in range(0, models, batch)
+        ]
     )
     if device != "cpu" and torch.cuda.is_available():
         torch.cuda.synchronize()

@@ -28,8 +28,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_task_args(p: argparse.ArgumentParser, *, with_p: bool = True) -> None:
     p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec field (dotted key, TOML value); repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field (dotted key, TOML value); repeatable",
+    )
     if with_p:
         p.add_argument("--p", type=float, default=None, help="sampling probability (0, 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
@@ -61,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(b)
     b.add_argument("--models", type=int, default=256)
     b.add_argument("--batch-size", type=int, default=None)
-    b.add_argument("--reference-models", type=int, default=None,
-                   help="time the reference on the first K subsets only (default: all)")
+    b.add_argument(
+        "--reference-models",
+        type=int,
+        default=None,
+        help="time the reference on the first K subsets only (default: all)",
+    )
     b.add_argument("--solver", default="newton-cholesky", help="scikit-learn reference solver")
     b.add_argument("--json", action="store_true")
 
@@ -93,8 +103,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'name':<22} {'N':>6} {'outputs':>7} {'p':>5} {'tau':>7}  digest")
     for r in rows:
-        print(f"{r['name']:<22} {r['n_points']:>6} {r['n_outputs']:>7} {r['p']:>5} "
-              f"{r['tau']:>7.0e}  {r['digest']}")
+        print(
+            f"{r['name']:<22} {r['n_points']:>6} {r['n_outputs']:>7} {r['p']:>5} "
+            f"{r['tau']:>7.0e}  {r['digest']}"
+        )
     return EXIT_OK
 
 
@@ -114,8 +126,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if batch < 1:
         raise UsageError("--batch-size must be at least 1")
     with ResultStore.open(
-        args.store, task_digest=task.digest, task_name=spec.name, plan=plan.describe(),
-        n_outputs=task.n_outputs, output_names=task.output_names,
+        args.store,
+        task_digest=task.digest,
+        task_name=spec.name,
+        plan=plan.describe(),
+        n_outputs=task.n_outputs,
+        output_names=task.output_names,
     ) as store:
         pending = len(store.pending_rows())
         bar = Progress(pending, f"retrain {spec.name}", enabled=not (args.quiet or args.json))
@@ -133,15 +149,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         "skipped": summary.rows_skipped,
         "seconds": round(summary.seconds, 3),
         "models_per_s": round(summary.rows_trained / summary.seconds, 1)
-        if summary.seconds > 0 and summary.rows_trained else None,
+        if summary.seconds > 0 and summary.rows_trained
+        else None,
         "outputs_sha256": summary.outputs_sha256,
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{spec.name}: {summary.rows_trained} trained, {summary.rows_skipped} already "
-              f"complete, {summary.rows_total} rows in {args.store} "
-              f"({summary.seconds:.1f} s); outputs {summary.outputs_sha256}")
+        print(
+            f"{spec.name}: {summary.rows_trained} trained, {summary.rows_skipped} already "
+            f"complete, {summary.rows_total} rows in {args.store} "
+            f"({summary.seconds:.1f} s); outputs {summary.outputs_sha256}"
+        )
     return EXIT_OK
 
 
@@ -149,8 +168,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from attribution.bench import bench_retrain
 
     result = bench_retrain(
-        args.task, args.overrides, args.p, args.models, args.batch_size, args.device,
-        args.solver, args.reference_models,
+        args.task,
+        args.overrides,
+        args.p,
+        args.models,
+        args.batch_size,
+        args.device,
+        args.solver,
+        args.reference_models,
     )
     if args.json:
         print(json.dumps(result))

@@ -33,8 +33,10 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        text = (f"{self.desc}: {self.done}/{self.total} ({100 * frac:5.1f}%) "
-                f"{rate:8.1f}/s eta {eta:6.1f}s")
+        text = (
+            f"{self.desc}: {self.done}/{self.total} ({100 * frac:5.1f}%) "
+            f"{rate:8.1f}/s eta {eta:6.1f}s"
+        )
         if self._tty:
             bar = "#" * int(30 * frac)
             self.stream.write(f"\r[{bar:<30}] {text}")

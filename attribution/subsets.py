@@ -48,7 +48,7 @@ def prob_to_u32(p: float, *, name: str = "p", allow_one: bool = False) -> int:
     if not (p > 0.0 and upper_ok):
         interval = "(0, 1]" if allow_one else "(0, 1)"
         raise UsageError(f"{name} must lie in {interval}, got {p}")
-    return int(round(p * TWO32))
+    return round(p * TWO32)
 
 
 def u32_to_prob(p32: int) -> float:
@@ -127,7 +127,7 @@ def from_pm1(x: npt.ArrayLike) -> BoolArray:
     arr = np.asarray(x)
     if not np.all((arr == 1) | (arr == -1)):
         raise ValueError("a +-1 subset vector may hold only -1 and +1")
-    return arr == 1
+    return np.asarray(arr == 1, dtype=np.bool_)
 
 
 def int_seed(value: int) -> bytes:

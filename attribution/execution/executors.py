@@ -94,7 +94,9 @@ class ProcessExecutor:
     (plus one queued per worker)."""
 
     def __init__(
-        self, max_workers: int | None = None, threads_per_worker: int | None = None,
+        self,
+        max_workers: int | None = None,
+        threads_per_worker: int | None = None,
         device: str = "cpu",
     ) -> None:
         cpus = os.cpu_count() or 1

@@ -48,8 +48,9 @@ class BernoulliPlan:
         self._check(rows)
         if len(rows) == 0:
             return np.zeros((0, self.n_points), dtype=bool)
-        return np.stack([bernoulli_mask(self.seed, self.bind, [i], self.n_points, self.p32)
-                         for i in rows])
+        return np.stack(
+            [bernoulli_mask(self.seed, self.bind, [i], self.n_points, self.p32) for i in rows]
+        )
 
     def seeds(self, rows: Sequence[int]) -> list[bytes]:
         self._check(rows)
@@ -71,7 +72,9 @@ class BernoulliPlan:
         }
 
 
-def retrain_plan(task_digest: bytes, n_points: int, count: int, p: float, seed: int) -> BernoulliPlan:
+def retrain_plan(
+    task_digest: bytes, n_points: int, count: int, p: float, seed: int
+) -> BernoulliPlan:
     """The plan of ``vattr retrain``: ``seed`` bytes ``u64be(seed)``, ``bind =
     bind_digest(task_digest, b"retrain")`` (so another task gets other subsets)."""
     return BernoulliPlan(

@@ -10,6 +10,7 @@ stays the only writer of the store. Actors are restarted by Ray on failure
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -48,23 +49,29 @@ class RayExecutor:
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
         try:
-            import ray
+            # typed as Any: Ray's own annotations are partial and the extra is optional
+            ray: Any = importlib.import_module("ray")
         except ImportError as exc:
             raise UsageError(
-                "the ray executor needs the optional extra: pip install 'verifiable-attribution[ray]'"
+                "the ray executor needs the optional extra: "
+                "pip install 'verifiable-attribution[ray]'"
             ) from exc
         self._ray = ray
         self._owns_cluster = not ray.is_initialized()
         if self._owns_cluster:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     **(init_kwargs or {}))
+            ray.init(
+                address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {})
+            )
         if gpus_per_actor > 0 and device == "cpu":
             device = "cuda"
         total_cpus = int(ray.cluster_resources().get("CPU", 1))
         n = num_actors or max(1, int(total_cpus // max(cpus_per_actor, 1e-9)))
-        actor_cls = ray.remote(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
-                               max_restarts=3)(_Trainer)
-        self._actors = [actor_cls.remote(device, max(1, int(cpus_per_actor))) for _ in range(n)]
+        actor_cls = ray.remote(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor, max_restarts=3)(
+            _Trainer
+        )
+        self._actors: list[Any] = [
+            actor_cls.remote(device, max(1, int(cpus_per_actor))) for _ in range(n)
+        ]
 
     def run(
         self, spec: TaskSpec, digest: bytes, plan: SubsetPlan, blocks: Sequence[Block]

@@ -115,7 +115,7 @@ class ResultStore:
             raise UsageError(f"store directory {path} exists, is not empty and has no manifest")
         path.mkdir(parents=True, exist_ok=True)
         lock_fd = cls._lock(path)
-        n_rows = wanted["n_rows"]
+        n_rows = int(plan["n_rows"])
         out = np.lib.format.open_memmap(
             path / "outputs.npy", mode="w+", dtype=np.float64, shape=(n_rows, n_outputs)
         )
@@ -126,8 +126,11 @@ class ResultStore:
         )
         done.flush()
         del out, done
-        manifest = {**wanted, "created_by": f"verifiable-attribution {__version__}",
-                    "outputs_sha256": None}
+        manifest = {
+            **wanted,
+            "created_by": f"verifiable-attribution {__version__}",
+            "outputs_sha256": None,
+        }
         _write_json_atomic(manifest_path, manifest)
         return cls(path, manifest, lock_fd)
 
@@ -152,7 +155,9 @@ class ResultStore:
         return fd
 
     @classmethod
-    def read(cls, path: Path) -> tuple[dict[str, Any], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    def read(
+        cls, path: Path
+    ) -> tuple[dict[str, Any], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Read-only view: (manifest, outputs copy, completion mask); checks the digest."""
         manifest = cls._read_manifest(Path(path))
         outputs = np.load(Path(path) / "outputs.npy", mmap_mode="r")

@@ -164,9 +164,11 @@ class ConvexTask(_SupervisedTask):
         if kind == "multinomial":
             ids = _class_ids(np.concatenate([self.y_train, self.y_val]), spec.name)
             self.n_classes = int(ids.max()) + 1
-            self.Y = torch.nn.functional.one_hot(
-                torch.as_tensor(ids[: self.n_points]), self.n_classes
-            ).to(dt).to(device)
+            self.Y = (
+                torch.nn.functional.one_hot(torch.as_tensor(ids[: self.n_points]), self.n_classes)
+                .to(dt)
+                .to(device)
+            )
             self.yv_ids = torch.as_tensor(ids[self.n_points :], device=device)
         self._W0: torch.Tensor | None = None
 
@@ -225,7 +227,11 @@ class MLPTask(_SupervisedTask):
         if spec.output.kind != "margin":
             raise UsageError("trainer 'mlp' needs output kind 'margin'")
         self.config = MLPConfig(
-            hidden=tr.hidden, steps=tr.steps, lr=tr.lr, optimizer=tr.optimizer, l2=tr.l2,
+            hidden=tr.hidden,
+            steps=tr.steps,
+            lr=tr.lr,
+            optimizer=tr.optimizer,
+            l2=tr.l2,
             dtype=tr.dtype,
         )
         ids = _class_ids(np.concatenate([self.y_train, self.y_val]), spec.name)
@@ -242,8 +248,13 @@ class MLPTask(_SupervisedTask):
         self._check_batch(masks, seeds)
         w = torch.as_tensor(masks, device=self.device).to(self.Xt.dtype)
         params = train_mlp_batch(
-            self.Xt, self.yt_ids, w, [seed_to_u64(s) for s in seeds], self.n_classes,
-            self.config, self.device,
+            self.Xt,
+            self.yt_ids,
+            w,
+            [seed_to_u64(s) for s in seeds],
+            self.n_classes,
+            self.config,
+            self.device,
         )
         margins = multiclass_margins(mlp_logits(params, self.Xv), self.yv_ids)
         return finish_outputs(margins, self.spec.output.mean, self.spec.output.bound).cpu().numpy()
@@ -292,8 +303,8 @@ def _resolve_plugin(ref: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"cannot import plug-in module {module_name!r}: {exc}") from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
+    func: Callable[..., Any] | None = getattr(module, func_name, None)
+    if func is None or not callable(func):
         raise UsageError(f"plug-in {ref!r}: {module_name} has no callable {func_name!r}")
     return func
 

@@ -14,7 +14,7 @@ function, the sampling probability ``p`` and the equivalence check. Example::
     split_seed = 0
 
     [training]
-    trainer = "logistic"           # logistic | multinomial | ridge | mlp | oracle | "module:function"
+    trainer = "logistic"           # logistic | multinomial | ridge | mlp | oracle | "mod:func"
     l2 = 1.0                       # lambda, see below
     fit_intercept = true
     tol = 1e-10
@@ -128,16 +128,18 @@ class TaskSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (the digest input); ``base_dir`` and ``description`` excluded."""
-        d = {
+        data = asdict(self.data)
+        data.pop("digest")
+        training = asdict(self.training)
+        training["hidden"] = list(self.training.hidden)
+        d: dict[str, Any] = {
             "name": self.name,
-            "data": asdict(self.data),
-            "training": asdict(self.training),
+            "data": data,
+            "training": training,
             "output": asdict(self.output),
             "sampling": {"p": self.p},
             "equivalence": asdict(self.equivalence),
         }
-        d["training"]["hidden"] = list(self.training.hidden)
-        d["data"].pop("digest")
         return d
 
     def canonical_json(self) -> bytes:
@@ -154,7 +156,7 @@ class TaskSpec:
 
 
 def check_probability(p: object, name: str = "p") -> float:
-    if not isinstance(p, int | float) or isinstance(p, bool) or not math.isfinite(p):
+    if not isinstance(p, int | float) or isinstance(p, bool) or not math.isfinite(float(p)):
         raise UsageError(f"{name} must be a number in (0, 1), got {p!r}")
     if not 0.0 < float(p) < 1.0:
         raise UsageError(f"{name} must lie in (0, 1), got {p}")
@@ -205,8 +207,11 @@ def spec_from_dict(
         split_seed=_opt(data, "split_seed", int, 0, f"{origin}: data"),
         synthetic=_opt(data, "synthetic", dict, {}, f"{origin}: data"),
     )
-    _no_extra(data, {"source", "digest", "standardize", "validation_fraction", "split_seed",
-                     "synthetic"}, f"{origin}: [data]")
+    _no_extra(
+        data,
+        {"source", "digest", "standardize", "validation_fraction", "split_seed", "synthetic"},
+        f"{origin}: [data]",
+    )
     if data_spec.digest is not None and not data_spec.digest.startswith("sha256:"):
         raise UsageError(f"{origin}: data.digest must look like 'sha256:<hex>'")
 
@@ -317,7 +322,7 @@ def _typed(value: Any, typ: type, where: str) -> Any:
         raise UsageError(f"{where} must be an integer, got {value!r}")
     if not isinstance(value, typ):
         raise UsageError(f"{where} must be of type {typ.__name__}, got {value!r}")
-    if typ is float and not math.isfinite(value):
+    if typ is float and not math.isfinite(float(value)):
         raise UsageError(f"{where} must be finite, got {value!r}")
     return value
 

@@ -18,7 +18,9 @@ only on its own data (up to floating-point summation order in the shared GEMMs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -55,7 +57,9 @@ def _softplus(z: Tensor) -> Tensor:
     return torch.nn.functional.softplus(z)
 
 
-def logistic_objective(W: Tensor, Xa: Tensor, y: Tensor, w: Tensor, lam: float, pen: Tensor) -> Tensor:
+def logistic_objective(
+    W: Tensor, w: Tensor, *, Xa: Tensor, y: Tensor, lam: float, pen: Tensor
+) -> Tensor:
     """``J_m`` for binary logistic loss ``log(1 + e^z) - y z`` (y in {0, 1}); shape (M,)."""
     Z = W @ Xa.T
     loss = (w * (_softplus(Z) - y * Z)).sum(dim=1)
@@ -93,20 +97,22 @@ def fit_logistic(
         S = wa * P * (1.0 - P)
         H = (S @ K).reshape(-1, q, q) + reg
         step = torch.cholesky_solve(G.unsqueeze(-1), torch.linalg.cholesky(H)).squeeze(-1)
-        W_new = _armijo(Wa, step, G, lambda V, idx: logistic_objective(
-            V, Xa, y, wa[idx], opts.lam, pen))
+        W_new = _armijo(
+            Wa, step, G, wa, partial(logistic_objective, Xa=Xa, y=y, lam=opts.lam, pen=pen)
+        )
         W[active] = W_new
         done = step.abs().amax(dim=1) <= opts.tol
         active = active[~done]
     if active.numel():
         raise NotConvergedError(
-            f"logistic Newton: {active.numel()} model(s) not converged in {opts.max_iter} iterations"
+            f"logistic Newton: {active.numel()} model(s) not converged "
+            f"in {opts.max_iter} iterations"
         )
     return W
 
 
 def multinomial_objective(
-    W: Tensor, Xa: Tensor, Y: Tensor, w: Tensor, lam: float, pen: Tensor
+    W: Tensor, w: Tensor, *, Xa: Tensor, Y: Tensor, lam: float, pen: Tensor
 ) -> Tensor:
     """``J_m`` for softmax cross-entropy; ``W`` (M, C, q), ``Y`` (n, C) one-hot; shape (M,)."""
     Z = torch.einsum("mcq,nq->mnc", W, Xa)
@@ -170,21 +176,29 @@ def fit_multinomial(
             Wa.reshape(Ma, D),
             step,
             g,
-            lambda V, idx: multinomial_objective(
-                V.reshape(-1, C, q), Xa, Y, wa[idx], opts.lam, pen
-            ),
+            wa,
+            partial(_multinomial_flat_objective, shape=(C, q), Xa=Xa, Y=Y, lam=opts.lam, pen=pen),
         )
         W[active] = W_new.reshape(Ma, C, q)
         done = step.abs().amax(dim=1) <= opts.tol
         active = active[~done]
     if active.numel():
         raise NotConvergedError(
-            f"multinomial Newton: {active.numel()} model(s) not converged in {opts.max_iter} iterations"
+            f"multinomial Newton: {active.numel()} model(s) not converged "
+            f"in {opts.max_iter} iterations"
         )
     return W
 
 
-def fit_ridge(Xa: Tensor, y: Tensor, w: Tensor, lam: float, pen: Tensor, Kmat: Tensor | None = None) -> Tensor:
+def _multinomial_flat_objective(
+    V: Tensor, w: Tensor, *, shape: tuple[int, int], Xa: Tensor, Y: Tensor, lam: float, pen: Tensor
+) -> Tensor:
+    return multinomial_objective(V.reshape(-1, *shape), w, Xa=Xa, Y=Y, lam=lam, pen=pen)
+
+
+def fit_ridge(
+    Xa: Tensor, y: Tensor, w: Tensor, lam: float, pen: Tensor, Kmat: Tensor | None = None
+) -> Tensor:
     """Weighted ridge regression in closed form; ``W`` (M, q).
 
     ``(Xa^T diag(w) Xa + lam diag(pen)) W = Xa^T (w o y)`` for the objective
@@ -202,7 +216,8 @@ def _armijo(
     W: Tensor,
     step: Tensor,
     grad: Tensor,
-    objective: object,
+    weights: Tensor,
+    objective: Callable[[Tensor, Tensor], Tensor],
     c: float = 1e-4,
     max_halvings: int = 40,
     exact_region: float = 1e-6,
@@ -212,10 +227,9 @@ def _armijo(
     Steps whose max-norm is below ``exact_region`` are taken in full (Newton is in its
     quadratic region there and objective differences drown in rounding).
     """
-    f = objective  # callable (V, idx) -> (len(idx),)
-    assert callable(f)
+    f = objective  # (V, weights of those models) -> objective values, shape (len(V),)
     idx = torch.arange(W.shape[0], device=W.device)
-    J0 = f(W, idx)
+    J0 = f(W, weights)
     slope = (grad * step).sum(dim=1)
     t = torch.ones(W.shape[0], dtype=W.dtype, device=W.device)
     small = step.abs().amax(dim=1) < exact_region
@@ -225,7 +239,7 @@ def _armijo(
             break
         sel = idx[pending]
         cand = W[sel] - t[sel, None] * step[sel]
-        ok = f(cand, sel) <= J0[sel] - c * t[sel] * slope[sel]
+        ok = f(cand, weights[sel]) <= J0[sel] - c * t[sel] * slope[sel]
         pending[sel[ok]] = False
         t[sel[~ok]] *= 0.5
     return W - t[:, None] * step

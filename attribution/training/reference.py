@@ -19,7 +19,9 @@ from attribution.training.outputs import binary_margins, finish_outputs, multicl
 
 
 def sklearn_outputs(
-    task: ConvexTask, mask: npt.NDArray[np.bool_], solver: str = "newton-cholesky",
+    task: ConvexTask,
+    mask: npt.NDArray[np.bool_],
+    solver: str = "newton-cholesky",
     tol: float = 1e-12,
 ) -> npt.NDArray[np.float64]:
     """Outputs (T,) of the model scikit-learn fits on the points of ``mask``."""
