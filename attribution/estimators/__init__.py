@@ -1,0 +1,3 @@
+"""Attribution estimators, all returning the protocol convention of DESIGN.md section 5:
+an affine datamodel ``(a0, a_1..a_N)`` per output in +-1 encoding, orientation
+(outputs, N), positive ``a_i`` = including point i raises the output."""
