@@ -30,36 +30,60 @@ def run_demo(out: Path, quiet: bool = False, count: int = 512) -> dict[str, Any]
 
     spec = resolve_spec(DEFAULT_TASK)
     task = load_task(spec)
-    say(f"task {spec.name}: N = {task.n_points} training points, {task.n_outputs} outputs, "
-        f"digest {task.digest.hex()[:16]}...")
+    say(
+        f"task {spec.name}: N = {task.n_points} training points, {task.n_outputs} outputs, "
+        f"digest {task.digest.hex()[:16]}..."
+    )
     plan = retrain_plan(task.digest, task.n_points, count, spec.p, 0)
     store_dir = out / "store"
-    with ResultStore.open(store_dir, task_digest=task.digest, task_name=spec.name,
-                          plan=plan.describe(), n_outputs=task.n_outputs,
-                          output_names=task.output_names) as store:
+    with ResultStore.open(
+        store_dir,
+        task_digest=task.digest,
+        task_name=spec.name,
+        plan=plan.describe(),
+        n_outputs=task.n_outputs,
+        output_names=task.output_names,
+    ) as store:
         executor = make_executor("local")
         try:
-            summary = run_plan(spec, task.digest, plan, store, executor, 64,
-                               Progress(len(store.pending_rows()), "retrain", not quiet))
+            summary = run_plan(
+                spec,
+                task.digest,
+                plan,
+                store,
+                executor,
+                64,
+                Progress(len(store.pending_rows()), "retrain", not quiet),
+            )
         finally:
             executor.close()
         outputs = np.array(store.outputs)
-    say(f"trained {summary.rows_trained} models ({summary.rows_skipped} already in the store) "
-        f"into {store_dir}; outputs {summary.outputs_sha256}")
+    say(
+        f"trained {summary.rows_trained} models ({summary.rows_skipped} already in the store) "
+        f"into {store_dir}; outputs {summary.outputs_sha256}"
+    )
     bench = bench_retrain(DEFAULT_TASK, [], None, 256, None, "cpu", "newton-cholesky", None)
-    say(f"batched Newton: {bench['batched_models_per_s']:.0f} models/s, scikit-learn loop: "
+    say(
+        f"batched Newton: {bench['batched_models_per_s']:.0f} models/s, scikit-learn loop: "
         f"{bench['reference_models_per_s']:.0f} models/s, speedup {bench['speedup']:.1f}x, "
-        f"max |diff| {bench['max_abs_diff']:.1e}")
+        f"max |diff| {bench['max_abs_diff']:.1e}"
+    )
     attr = empirical_influence(plan.masks(range(count)), outputs[:, -1:], spec.p)
     order = np.argsort(attr.a[0])
-    top = [{"point": int(i), "a": float(attr.a[0, i]), "stderr": float(attr.stderr[0, i])}
-           for i in order[::-1][:5]]
-    bottom = [{"point": int(i), "a": float(attr.a[0, i]), "stderr": float(attr.stderr[0, i])}
-              for i in order[:5]]
+    top = [
+        {"point": int(i), "a": float(attr.a[0, i]), "stderr": float(attr.stderr[0, i])}
+        for i in order[::-1][:5]
+    ]
+    bottom = [
+        {"point": int(i), "a": float(attr.a[0, i]), "stderr": float(attr.stderr[0, i])}
+        for i in order[:5]
+    ]
     say("empirical influence on the mean validation margin (+-1 coefficient, +- stderr):")
     for label, rows in (("most helpful", top), ("most harmful", bottom)):
-        say(f"  {label}: " + ", ".join(f"#{r['point']} {r['a']:+.4f}+-{r['stderr']:.4f}"
-                                       for r in rows))
+        say(
+            f"  {label}: "
+            + ", ".join(f"#{r['point']} {r['a']:+.4f}+-{r['stderr']:.4f}" for r in rows)
+        )
     return {
         "task": spec.name,
         "store": str(store_dir),

@@ -243,11 +243,27 @@ class MLPTask(_SupervisedTask):
         self.yv_ids = torch.as_tensor(ids[self.n_points :], device=device)
 
     def train_batch(self, masks: npt.NDArray[np.bool_], seeds: Sequence[bytes]) -> FloatArray:
-        from attribution.training.mlp import mlp_logits, train_mlp_batch
+        from attribution.training.mlp import train_mlp_batch
+
+        return self._train(train_mlp_batch, masks, seeds)
+
+    def train_batch_loop(self, masks: npt.NDArray[np.bool_], seeds: Sequence[bytes]) -> FloatArray:
+        """Reference: the same models trained one at a time in a python loop."""
+        from attribution.training.mlp import train_mlp_loop
+
+        return self._train(train_mlp_loop, masks, seeds)
+
+    def _train(
+        self,
+        trainer: Callable[..., dict[str, torch.Tensor]],
+        masks: npt.NDArray[np.bool_],
+        seeds: Sequence[bytes],
+    ) -> FloatArray:
+        from attribution.training.mlp import mlp_logits
 
         self._check_batch(masks, seeds)
         w = torch.as_tensor(masks, device=self.device).to(self.Xt.dtype)
-        params = train_mlp_batch(
+        params = trainer(
             self.Xt,
             self.yt_ids,
             w,

@@ -322,7 +322,7 @@ def _typed(value: Any, typ: type, where: str) -> Any:
         raise UsageError(f"{where} must be an integer, got {value!r}")
     if not isinstance(value, typ):
         raise UsageError(f"{where} must be of type {typ.__name__}, got {value!r}")
-    if typ is float and not math.isfinite(float(value)):
+    if isinstance(value, float) and not math.isfinite(value):
         raise UsageError(f"{where} must be finite, got {value!r}")
     return value
 
