@@ -79,7 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the README's main job")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="directory for the demo's files")
+    for module in _role_modules():
+        module.register(sub)
     return parser
+
+
+# The roles add their subcommands (simulate, serve, audit, ...) through a ``register``
+# hook, so the core library never imports prover/ or verifier/ statically.
+ROLE_COMMANDS = ("verifier.commands",)
+
+
+def _role_modules() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(name) for name in ROLE_COMMANDS]
 
 
 def _default_batch(task_trainer: str) -> int:
@@ -200,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     handlers = {"tasks": cmd_tasks, "retrain": cmd_retrain, "bench": cmd_bench, "demo": cmd_demo}
     try:
-        return handlers[args.command](args)
+        handler = handlers.get(args.command) or args.handler
+        code: int = handler(args)
+        return code
     except UsageError as exc:
         print(f"vattr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

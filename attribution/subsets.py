@@ -73,9 +73,11 @@ def _uniform_u32(label: str, seed: bytes, bind: bytes, idx: Sequence[int], n: in
     return np.frombuffer(xof(label, seed, bind, idx, 4 * n), dtype="<u4")
 
 
-def bernoulli_mask(seed: bytes, bind: bytes, idx: Sequence[int], n: int, p32: int) -> BoolArray:
+def bernoulli_mask(
+    seed: bytes, bind: bytes, idx: Sequence[int], n: int, p32: int, label: str = "subset"
+) -> BoolArray:
     """Anchor subset ``x ~ B_p`` as a mask of length ``n`` (True = included)."""
-    return _uniform_u32("subset", seed, bind, idx, n) < p32
+    return _uniform_u32(label, seed, bind, idx, n) < p32
 
 
 def correlated_mask(
@@ -88,9 +90,9 @@ def correlated_mask(
     return np.where(keep, anchor, redraw)
 
 
-def training_seed(seed: bytes, bind: bytes, idx: Sequence[int]) -> bytes:
+def training_seed(seed: bytes, bind: bytes, idx: Sequence[int], label: str = "seed") -> bytes:
     """32-byte training seed of one subset (never shared between the members of a pair)."""
-    return xof("seed", seed, bind, idx, 32)
+    return xof(label, seed, bind, idx, 32)
 
 
 def seed_to_u64(seed: bytes) -> int:

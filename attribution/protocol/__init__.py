@@ -1,0 +1,18 @@
+"""Pieces of the PAC verification protocol shared by Prover and Verifier: parameters,
+challenge derivation and the wire messages (PROTOCOL.md sections 5 and 12)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def need(value: T | None, what: str) -> T:
+    """``value`` if present; otherwise the step ran before ``what`` existed (a bug or an
+    out-of-order call): raise instead of continuing with missing state."""
+    if value is None:
+        from attribution.errors import UsageError
+
+        raise UsageError(f"protocol state missing: {what}")
+    return value

@@ -1,0 +1,157 @@
+"""Protocol messages (PROTOCOL.md 12.2) and their canonical bytes.
+
+Every message is sent as the canonical JSON of its fields (sorted keys, no spaces, bytes
+as lowercase hex). The sender serialises once; both sides append exactly those bytes to
+the hash-chained transcript and the receiver parses them with :func:`decode`, which
+checks the type tag and every field. Vectors (the attribution and the f-values) are not
+messages: they are bound by Merkle roots inside the commit messages and streamed apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+from attribution.errors import UsageError
+
+PROTOCOL_VERSION = 1
+
+
+class MessageError(UsageError):
+    """A malformed or unexpected protocol message."""
+
+
+T = TypeVar("T", bound="Message")
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: ClassVar[str] = "message"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.kind}
+        for k, v in asdict(self).items():
+            out[k] = v.hex() if isinstance(v, bytes) else v
+        return out
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class OpenSession(Message):
+    """1. V -> P: task, parameters, Verifier key and commitments to its three seeds."""
+
+    kind: ClassVar[str] = "open"
+    protocol_version: int
+    task_digest: bytes
+    params: dict[str, Any]
+    verifier_key: bytes
+    commit_e: bytes
+    commit_c: bytes
+    commit_m: bytes
+
+
+@dataclass(frozen=True)
+class SessionOpened(Message):
+    """1'. P -> V: session id, the Prover's nonce and key, signed."""
+
+    kind: ClassVar[str] = "opened"
+    session_id: bytes
+    nonce: bytes
+    prover_key: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class AttributionCommitment(Message):
+    """2. P -> V: Merkle root of the attribution matrix (outputs, 1 + N), row-major."""
+
+    kind: ClassVar[str] = "commit_attribution"
+    root: bytes
+    rows: int
+    cols: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class ChallengeReveal(Message):
+    """3. V -> P: the challenge seed and its salt (checked against commit_e)."""
+
+    kind: ClassVar[str] = "reveal_challenge"
+    seed: bytes
+    salt: bytes
+
+
+@dataclass(frozen=True)
+class EvaluationCommitment(Message):
+    """5. P -> V: Merkle root of the f-values of E, (|E|, outputs) row-major, signed."""
+
+    kind: ClassVar[str] = "commit_evaluations"
+    root: bytes
+    rows: int
+    cols: int
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class VerdictMessage(Message):
+    """7. V -> P / report: the verdict, the certificate digest, revealed secret seeds."""
+
+    kind: ClassVar[str] = "verdict"
+    verdict: str
+    reason: str
+    certificate_digest: bytes
+    seed_c: bytes
+    salt_c: bytes
+    seed_m: bytes
+    salt_m: bytes
+    signature: bytes
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.kind: cls
+    for cls in (
+        OpenSession,
+        SessionOpened,
+        AttributionCommitment,
+        ChallengeReveal,
+        EvaluationCommitment,
+        VerdictMessage,
+    )
+}
+
+
+def decode(data: bytes, expected: type[T]) -> T:
+    """Parse canonical bytes into ``expected``; any deviation raises :class:`MessageError`."""
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MessageError(f"message is not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("type") != expected.kind:
+        raise MessageError(f"expected a {expected.kind!r} message")
+    values: dict[str, Any] = {}
+    for f in fields(expected):
+        if f.name not in raw:
+            raise MessageError(f"{expected.kind}: missing field {f.name!r}")
+        v = raw[f.name]
+        if f.type in ("bytes", bytes):
+            if not isinstance(v, str):
+                raise MessageError(f"{expected.kind}.{f.name} must be hex")
+            try:
+                v = bytes.fromhex(v)
+            except ValueError as exc:
+                raise MessageError(f"{expected.kind}.{f.name} is not valid hex") from exc
+        elif f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise MessageError(f"{expected.kind}.{f.name} must be a non-negative integer")
+        elif f.type in ("str", str) and not isinstance(v, str):
+            raise MessageError(f"{expected.kind}.{f.name} must be a string")
+        values[f.name] = v
+    extra = set(raw) - {f.name for f in fields(expected)} - {"type"}
+    if extra:
+        raise MessageError(f"{expected.kind}: unknown field(s) {sorted(extra)}")
+    msg = expected(**values)
+    if msg.to_bytes() != data:
+        raise MessageError(f"{expected.kind}: bytes are not in canonical form")
+    return msg

@@ -1,0 +1,102 @@
+"""Protocol parameters both parties agree on at session open (hashed into the transcript).
+
+Everything the decision depends on is here: epsilon and delta (epsilon in squared output
+units, so eps / b^2 is the scale-free accuracy), the estimator, the sizes of E, the
+spot-check count k, the local MSE sample count |M|, rho, the honest slack eta, the
+outputs verified, and the split of delta over the failure events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from attribution.errors import UsageError
+
+ESTIMATORS = ("paper", "residual")
+PRESETS = ("theory", "practical", "explicit")
+MODES = ("interactive", "noninteractive", "naive")
+FITS = ("interp", "nnls")
+
+
+@dataclass(frozen=True)
+class DeltaSplit:
+    """Shares of delta: sampling noise (two-sided CIs), undetected corruption, and the
+    one-sided upper confidence bound behind the degree->=3 bias bound."""
+
+    noise: float = 0.5
+    corruption: float = 0.25
+    bias: float = 0.25
+
+
+@dataclass(frozen=True)
+class ProtocolParams:
+    epsilon: float
+    delta: float
+    estimator: str = "residual"
+    preset: str = "practical"
+    mode: str = "interactive"
+    rho: float = 0.25
+    n_pairs: tuple[int, int, int] = (0, 0, 0)
+    n_single: int = 0
+    k: int = 0
+    m: int = 0
+    eta: float = 0.0
+    fit: str = "interp"
+    outputs: tuple[int, ...] = ()
+    split: DeltaSplit = field(default_factory=DeltaSplit)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise UsageError(f"epsilon must be > 0, got {self.epsilon}")
+        if not 0 < self.delta < 1:
+            raise UsageError(f"delta must lie in (0, 1), got {self.delta}")
+        if self.estimator not in ESTIMATORS:
+            raise UsageError(f"estimator must be one of {', '.join(ESTIMATORS)}")
+        if self.preset not in PRESETS:
+            raise UsageError(f"preset must be one of {', '.join(PRESETS)}")
+        if self.mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}")
+        if self.fit not in FITS:
+            raise UsageError(f"fit must be one of {', '.join(FITS)}")
+        if not 0 < self.rho <= 0.5:
+            raise UsageError(f"rho must lie in (0, 0.5] (2 rho <= 1), got {self.rho}")
+        if min(self.n_pairs) < 0 or self.n_single < 0 or self.k < 0 or self.m < 0:
+            raise UsageError("sizes must be non-negative")
+        if not 0 <= self.eta < self.epsilon / 2:
+            raise UsageError("eta must lie in [0, epsilon/2)")
+        if abs(self.split.noise + self.split.corruption + self.split.bias - 1.0) > 1e-12:
+            raise UsageError("the delta split must sum to 1")
+
+    @property
+    def n_challenges(self) -> int:
+        return 2 * sum(self.n_pairs) + self.n_single
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_pairs"] = list(self.n_pairs)
+        d["outputs"] = list(self.outputs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProtocolParams:
+        try:
+            return cls(
+                **{
+                    **d,
+                    "n_pairs": tuple(d["n_pairs"]),
+                    "outputs": tuple(d["outputs"]),
+                    "split": DeltaSplit(**d["split"]),
+                }
+            )
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"malformed protocol parameters: {exc}") from exc
+
+    def canonical_json(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(b"attribution.v1/params\x00" + self.canonical_json()).digest()

@@ -1,0 +1,169 @@
+"""The Prover's side of the protocol as a pure state machine (no I/O, no training).
+
+``on_open`` -> SessionOpened; ``commit_attribution(A)`` -> AttributionCommitment (the
+Prover is bound to A before any challenge exists); ``on_challenge`` checks the revealed
+seed against the Verifier's commitment and returns E as a plan to train;
+``commit_evaluations(F)`` -> EvaluationCommitment; ``on_verdict`` checks the Verifier's
+signature and that the revealed seeds match the commitments made at open.
+What the Prover commits and streams is the caller's choice (the honest service or a
+red-team strategy); the session only enforces order and signs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
+from attribution.protocol import need
+from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
+from attribution.protocol.messages import (
+    PROTOCOL_VERSION,
+    AttributionCommitment,
+    ChallengeReveal,
+    EvaluationCommitment,
+    OpenSession,
+    SessionOpened,
+    VerdictMessage,
+    decode,
+)
+from attribution.protocol.params import ProtocolParams
+from attribution.subsets import bind_digest
+from verifier.planner import TaskInfo
+from verifier.session import (
+    Phase,
+    ProtocolError,
+    make_challenge_plan,
+    seed_commitment,
+    session_id_for,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _u64(*xs: int) -> bytes:
+    return b"".join(struct.pack(">Q", x) for x in xs)
+
+
+class ProverSession:
+    def __init__(
+        self, task: TaskInfo, task_digest: bytes, key: SigningKey, nonce: bytes | None = None
+    ) -> None:
+        self.task = task
+        self.task_digest = task_digest
+        self.key = key
+        self.nonce = nonce or secrets.token_bytes(32)
+        self.phase = Phase.NEW
+        self.transcript: Transcript | None = None
+        self.open_msg: OpenSession | None = None
+        self.params: ProtocolParams | None = None
+        self.session_id = b""
+        self.root_a = b""
+        self.plan: ChallengePlan | None = None
+
+    def _expect(self, phase: Phase, step: str) -> None:
+        if self.phase != phase:
+            raise ProtocolError(f"{step}: not allowed in phase {self.phase.name}")
+
+    @property
+    def head(self) -> bytes:
+        return self.transcript.head if self.transcript is not None else b""
+
+    def on_open(self, data: bytes) -> SessionOpened:
+        self._expect(Phase.NEW, "on_open")
+        msg = decode(data, OpenSession)
+        if msg.protocol_version != PROTOCOL_VERSION:
+            raise ProtocolError(f"unsupported protocol version {msg.protocol_version}")
+        if msg.task_digest != self.task_digest:
+            raise ProtocolError("the Verifier asks for another task (digest mismatch)")
+        self.params = ProtocolParams.from_dict(msg.params)
+        self.open_msg = msg
+        self.session_id = session_id_for(data)
+        self.transcript = Transcript(self.session_id, PROTOCOL_VERSION)
+        self.transcript.append(Direction.VERIFIER_TO_PROVER, "open", data)
+        sig = self.key.sign("opened", self.session_id, self.nonce, self.head)
+        out = SessionOpened(
+            session_id=self.session_id,
+            nonce=self.nonce,
+            prover_key=self.key.public_key_raw,
+            signature=sig,
+        )
+        self.transcript.append(Direction.PROVER_TO_VERIFIER, "opened", out.to_bytes())
+        self.phase = Phase.SESSION
+        return out
+
+    def commit_attribution(self, attribution: npt.ArrayLike) -> AttributionCommitment:
+        self._expect(Phase.SESSION, "commit_attribution")
+        transcript = need(self.transcript, "transcript")
+        A = np.asarray(attribution, dtype=np.float64)
+        if A.ndim != 2:
+            raise ProtocolError("the attribution must be a matrix (outputs, 1 + N)")
+        self.root_a = vector_root(A.ravel())
+        rows, cols = A.shape
+        sig = self.key.sign(
+            "commit/attribution", self.session_id, self.root_a, _u64(rows, cols), self.head
+        )
+        out = AttributionCommitment(root=self.root_a, rows=rows, cols=cols, signature=sig)
+        transcript.append(Direction.PROVER_TO_VERIFIER, "commit_attribution", out.to_bytes())
+        self.phase = Phase.ATTRIBUTION
+        return out
+
+    def on_challenge(self, data: bytes) -> ChallengePlan:
+        self._expect(Phase.ATTRIBUTION, "on_challenge")
+        transcript = need(self.transcript, "transcript")
+        open_msg = need(self.open_msg, "open message")
+        params = need(self.params, "parameters")
+        msg = decode(data, ChallengeReveal)
+        if seed_commitment("E", msg.seed, msg.salt) != open_msg.commit_e:
+            raise ProtocolError("the revealed challenge seed does not match its commitment")
+        transcript.append(Direction.VERIFIER_TO_PROVER, "reveal_challenge", data)
+        bind = bind_digest(
+            self.task_digest, params.digest(), self.session_id, self.nonce, self.root_a
+        )
+        layout = ChallengeLayout(params.n_pairs, params.n_single)
+        self.plan = make_challenge_plan(self.task, params, layout, msg.seed, bind)
+        self.phase = Phase.CHALLENGE
+        return self.plan
+
+    def commit_evaluations(self, values: npt.ArrayLike) -> EvaluationCommitment:
+        self._expect(Phase.CHALLENGE, "commit_evaluations")
+        transcript = need(self.transcript, "transcript")
+        F = np.asarray(values, dtype=np.float64)
+        if F.ndim != 2:
+            raise ProtocolError("the f-values must be a matrix (|E|, outputs)")
+        root = vector_root(F.ravel())
+        rows, cols = F.shape
+        sig = self.key.sign(
+            "commit/evaluations", self.session_id, root, _u64(rows, cols), self.head
+        )
+        out = EvaluationCommitment(root=root, rows=rows, cols=cols, signature=sig)
+        transcript.append(Direction.PROVER_TO_VERIFIER, "commit_evaluations", out.to_bytes())
+        self.phase = Phase.EVALUATIONS
+        return out
+
+    def on_verdict(self, data: bytes) -> VerdictMessage:
+        """Check the verdict's signature -- it covers the Verifier's transcript head, so it
+        verifies only if both transcripts agree -- and the revealed secret seeds."""
+        open_msg = need(self.open_msg, "open message")
+        msg = decode(data, VerdictMessage)
+        ok = verify(
+            open_msg.verifier_key,
+            msg.signature,
+            "verdict",
+            self.session_id,
+            self.head,
+            msg.verdict.encode(),
+            msg.reason.encode(),
+            msg.certificate_digest,
+        )
+        if not ok:
+            raise ProtocolError("bad Verifier signature on the verdict (or transcripts differ)")
+        if seed_commitment("C", msg.seed_c, msg.salt_c) != open_msg.commit_c or (
+            seed_commitment("M", msg.seed_m, msg.salt_m) != open_msg.commit_m
+        ):
+            raise ProtocolError("revealed spot-check or MSE seeds do not match commitments")
+        self.phase = Phase.DECIDED
+        return msg

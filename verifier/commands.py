@@ -1,0 +1,216 @@
+"""Verifier-side subcommands of ``vattr``: ``simulate`` (and, later, ``audit``/``check``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.errors import UsageError
+from attribution.protocol.params import ESTIMATORS, PRESETS
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("simulate", help="in-process protocol runs against a (dis)honest Prover")
+    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--strategy",
+        default="honest",
+        help="honest, scale:C, boost:BETA, zero:FRACTION, noise:SIGMA, "
+        "corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, swap, "
+        "bad-length, non-finite",
+    )
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        required=True,
+        help="accuracy in squared output units (eps / b^2 is scale-free)",
+    )
+    p.add_argument("--delta", type=float, default=0.05)
+    p.add_argument("--preset", choices=PRESETS, default="practical")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="residual")
+    p.add_argument("--baseline", choices=["naive", "noninteractive"], default=None)
+    p.add_argument("--rho", type=float, default=None, help="noise level (default: planned)")
+    p.add_argument(
+        "--hint",
+        type=float,
+        default=None,
+        help="planning hint: E[r^2] of an honest residual (residual estimator) or "
+        "E[f^2] (paper); affects sizes only, never soundness. Default: the "
+        "exact B_>=2 for the synthetic oracle, else 0.1 b^2 / b^2",
+    )
+    p.add_argument(
+        "--outputs",
+        default=None,
+        help="comma-separated output indices to verify, or 'mean' (default: all "
+        "outputs of the synthetic task, the mean output of the others)",
+    )
+    p.add_argument(
+        "--honest",
+        default=None,
+        help="the honest attribution: 'exact' (synthetic), 'datamodel:R' (fitted on "
+        "R of the Prover's own B_p runs) or a .npy file of shape (T, 1 + N)",
+    )
+    p.add_argument("--n-level", type=int, default=None, help="explicit: pairs per level")
+    p.add_argument("--k", type=int, default=None, help="explicit: spot checks")
+    p.add_argument("--m", type=int, default=None, help="explicit: local MSE samples")
+    p.add_argument("--eta", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_simulate)
+
+
+def _outputs(text: str | None, task: Any) -> tuple[int, ...]:
+    if text is None:
+        return (task.n_outputs - 1,) if task.n_outputs > 1 else (0,)
+    if text == "mean":
+        if task.output_names[-1] != "mean":
+            raise UsageError("this task has no mean output")
+        return (task.n_outputs - 1,)
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError as exc:
+        raise UsageError(f"--outputs: {text!r} is not a list of integers") from exc
+
+
+def honest_attribution(task: Any, how: str | None, seed: int = 0) -> FloatArray:
+    """The honest Prover's attribution matrix (T, 1 + N)."""
+    from attribution.estimators.datamodel import fit_datamodel
+    from attribution.execution.plan import retrain_plan
+    from attribution.tasks.runtime import OracleTask
+
+    if how is None:
+        how = (
+            "exact" if isinstance(task, OracleTask) else f"datamodel:{max(4 * task.n_points, 2000)}"
+        )
+    if how == "exact":
+        if not isinstance(task, OracleTask):
+            raise UsageError("--honest exact needs the synthetic task (exact spectrum)")
+        ex = task.oracle.exact()
+        return np.concatenate([[ex.theta0], ex.theta])[None, :]
+    if how.startswith("datamodel:"):
+        try:
+            runs = int(how.split(":", 1)[1])
+        except ValueError as exc:
+            raise UsageError(f"--honest {how!r}: R must be an integer") from exc
+        plan = retrain_plan(task.digest, task.n_points, runs, task.spec.p, 1_000_000 + seed)
+        rows = range(runs)
+        masks = plan.masks(rows)
+        outputs = np.concatenate(
+            [
+                task.train_batch(masks[i : i + 512], plan.seeds(rows[i : i + 512]))
+                for i in range(0, runs, 512)
+            ]
+        )
+        return fit_datamodel(masks, outputs)
+    path = Path(how)
+    if not path.is_file():
+        raise UsageError(f"--honest: {how!r} is neither exact, datamodel:R nor a file")
+    A = np.load(path)
+    if A.shape != (task.n_outputs, task.n_points + 1):
+        raise UsageError(
+            f"{path}: attribution of shape {A.shape}, expected "
+            f"({task.n_outputs}, {task.n_points + 1})"
+        )
+    return np.asarray(A, dtype=np.float64)
+
+
+def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 2000) -> FloatArray:
+    """What a Prover claims as its MSE for the naive baseline: exact on the synthetic
+    oracle, else estimated on its own fresh B_p runs."""
+    from attribution.execution.plan import retrain_plan
+    from attribution.tasks.runtime import OracleTask
+    from verifier.decision import g_values
+
+    if isinstance(task, OracleTask):
+        ex = task.oracle.exact()
+        return np.array([ex.B_ge2 + task.oracle.err(float(A[o, 0]), A[o, 1:]) for o in outputs])
+    plan = retrain_plan(task.digest, task.n_points, runs, task.spec.p, 2_000_000)
+    masks = plan.masks(range(runs))
+    f = task.train_batch(masks, plan.seeds(range(runs)))
+    return np.array([float(np.mean((f[:, o] - g_values(A[o], masks)) ** 2)) for o in outputs])
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from attribution.progress import Progress
+    from attribution.tasks import load_task, resolve_spec
+    from attribution.tasks.runtime import OracleTask
+    from prover.strategies import parse_strategy
+    from verifier.planner import plan_run
+    from verifier.simulate import simulate, task_info
+
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    task = load_task(resolve_spec(args.task, args.overrides))
+    strategy = parse_strategy(args.strategy, args.seed)
+    outputs = _outputs(args.outputs, task)
+    hint = args.hint
+    if hint is None and isinstance(task, OracleTask):
+        hint = task.oracle.exact().B_ge2
+    explicit = None
+    preset = args.preset
+    if args.n_level is not None:
+        preset = "explicit"
+        explicit = {"n": args.n_level}
+        if args.k is not None:
+            explicit["k"] = args.k
+        if args.m is not None:
+            explicit["m"] = args.m
+    mode = {"naive": "naive", "noninteractive": "noninteractive"}.get(
+        args.baseline or "", "interactive"
+    )
+    plan = plan_run(
+        task_info(task),
+        args.epsilon,
+        args.delta,
+        estimator=args.estimator,
+        preset=preset,
+        mode=mode,
+        rho=args.rho,
+        eta=args.eta,
+        outputs=outputs,
+        hint=hint,
+        explicit=explicit,
+    )
+    print(plan.describe(), file=sys.stderr)
+    honest = honest_attribution(task, args.honest, args.seed)
+    claimed = None
+    if mode == "naive":
+        claimed = claimed_mse(task, strategy.attribution(honest, task.spec.p), outputs)
+    bar = Progress(args.runs, f"simulate {args.strategy}", not (args.quiet or args.json))
+    summary = simulate(task, plan, strategy, honest, args.runs, args.seed, claimed, bar)
+    result = {
+        "task": task.spec.name,
+        "strategy": args.strategy,
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+        "estimator": args.estimator,
+        "mode": mode,
+        **summary.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        lo, hi = summary.accept_ci
+        print(
+            f"{task.spec.name} / {args.strategy}: accepted {summary.accepted}/{summary.runs} "
+            f"= {summary.accept_rate:.3f} (95% CI [{lo:.3f}, {hi:.3f}]); verdicts "
+            f"{summary.verdicts}; Prover trainings {summary.prover_trainings}, Verifier "
+            f"trainings {summary.verifier_trainings}"
+            + (
+                f"; true err/eps {summary.true_err_over_eps:.3f}"
+                if summary.true_err_over_eps is not None
+                else ""
+            )
+        )
+    return 0

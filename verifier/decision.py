@@ -1,0 +1,240 @@
+"""From received values to a verdict: estimates, confidence bounds, decision rule.
+
+For each verified output the Verifier computes an estimate ``D`` of the sub-optimality
+error ``err(a) = mse_p(f, g_a) - min_affine mse_p`` and bounds around it:
+
+* ``residual`` estimator: ``D = z0 + z1`` of the degree-2 fit of the noise stability of
+  ``r = f - g_a`` on E (no local MSE step).
+* ``paper`` estimator: ``D = mse_hat - B_hat_>=2`` with ``mse_hat`` from the Verifier's
+  own fresh trainings M and ``B_hat_>=2`` from E (Algorithm 1).
+
+Bounds (all per output; Z outputs share delta by a union bound):
+
+* ``w``: sampling half-width -- CLT ``z * std_error`` (practical / explicit presets) or
+  Hoeffding with worst-case product ranges (theory preset); two-sided at level
+  ``split.noise * delta / Z``.
+* ``bias``: the degree->=3 bias of the interpolation fit lowers ``D`` by at most
+  ``kappa(rho) * B_>=3``, and ``B_>=3 <= E[r^2]`` (residual) or ``<= E[f^2]`` (paper) is
+  bounded by a one-sided upper confidence bound from the same run.
+* ``corruption``: the Prover may have altered values the spot checks missed; with k
+  checks among |E| values, more than ``m*`` corruptions are caught with probability
+  ``>= 1 - split.corruption * delta`` and ``m*`` corruptions move ``D`` by at most the
+  sum of the ``m*`` largest per-value charges.
+* ``tolerance``: spot checks accept ``|f - f'| <= tau``, so every value may be shifted
+  by tau undetected: ``sum_t |c_t| (2 R tau + tau^2)`` with R the largest |r| or |f|.
+
+Decision: ``ACCEPT`` iff ``D + w + bias + corruption + tolerance <= eps`` (then
+``err <= eps`` with probability ``>= 1 - delta``); ``REJECT`` (mse_gap) iff ``D - w >
+max(eps / 2, eta)`` (an honest Prover with ``err <= eta`` is rejected with probability
+``<= delta``); otherwise ``INCONCLUSIVE`` with the sizes that would decide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.fourier.estimation import (
+    LevelSample,
+    bias_coefficient,
+    corruption_charges,
+    corruption_shift_bound,
+    estimate,
+)
+from attribution.protocol.challenges import LEVELS, ChallengeLayout
+from attribution.protocol.params import ProtocolParams
+from attribution.stats import max_undetected, normal_quantile
+
+FloatArray = npt.NDArray[np.float64]
+
+ACCEPT, REJECT, INCONCLUSIVE = "ACCEPT", "REJECT", "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class OutputDecision:
+    """Statistics and verdict of one output."""
+
+    output: int
+    verdict: str
+    statistic: float
+    halfwidth: float
+    bias_bound: float
+    corruption_bound: float
+    tolerance_bound: float
+    upper: float
+    lower: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "verdict": self.verdict,
+            "statistic": self.statistic,
+            "ci": [self.statistic - self.halfwidth, self.statistic + self.halfwidth],
+            "halfwidth": self.halfwidth,
+            "bias_bound": self.bias_bound,
+            "corruption_bound": self.corruption_bound,
+            "tolerance_bound": self.tolerance_bound,
+            "upper_bound": self.upper,
+            "lower_bound": self.lower,
+            **self.details,
+        }
+
+
+def g_values(attribution_row: FloatArray, masks: npt.NDArray[np.bool_]) -> FloatArray:
+    """``g(x) = a0 + sum_i a_i x_i`` with ``x = +1`` on the mask, ``-1`` off it."""
+    a0, a = attribution_row[0], attribution_row[1:]
+    return np.asarray(a0 - a.sum() + 2.0 * (masks.astype(np.float64) @ a), dtype=np.float64)
+
+
+def prescreen(
+    attribution_row: FloatArray, p: float, b: float, epsilon: float
+) -> tuple[bool, float]:
+    """``E[g^2] = (a0 + mu sum a)^2 + sigma^2 sum a^2 <= (b + sqrt(eps))^2`` (PROTOCOL 10.4)."""
+    mu, sigma2 = 2 * p - 1, 4 * p * (1 - p)
+    a0, a = attribution_row[0], attribution_row[1:]
+    eg2 = float((a0 + mu * a.sum()) ** 2 + sigma2 * float(a @ a))
+    return eg2 <= (b + math.sqrt(epsilon)) ** 2, eg2
+
+
+def _split_levels(
+    values: FloatArray, layout: ChallengeLayout
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    out = {}
+    for i, key in enumerate(LEVELS):
+        xs, xps = layout.level_rows(i)
+        out[key] = (values[xs], values[xps])
+    return out
+
+
+def _ucb_mean(values: FloatArray, z: float) -> float:
+    return float(values.mean() + z * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def decide_output(
+    params: ProtocolParams,
+    layout: ChallengeLayout,
+    output: int,
+    f_e: FloatArray,
+    g_e: FloatArray,
+    b: float,
+    tau: float,
+    mse_terms: FloatArray | None,
+) -> OutputDecision:
+    """Verdict of one output from its f-values on E (and the local MSE terms, paper)."""
+    Z = len(params.outputs)
+    delta, eps = params.delta, params.epsilon
+    rho = params.rho
+    z_noise = normal_quantile(1 - params.split.noise * delta / (2 * Z))
+    z_bias = normal_quantile(1 - params.split.bias * delta / Z)
+    target = "residual" if params.estimator == "residual" else "paper"
+    fl = _split_levels(f_e, layout)
+    details: dict[str, Any] = {}
+    if target == "residual":
+        gl = _split_levels(g_e, layout)
+        u = {k: (fl[k][0] - gl[k][0], fl[k][1] - gl[k][1]) for k in LEVELS}
+        sample = LevelSample(*(u[k][0] * u[k][1] for k in LEVELS))
+        charges = corruption_charges(fl, gl, None, rho, target, b)
+        anchors = np.concatenate([u[k][0] for k in LEVELS])
+        r_max = float(np.max(np.abs(f_e - g_e))) + tau
+        b3_values = anchors * anchors
+    else:
+        singles = f_e[layout.single_rows()]
+        sample = LevelSample(*(fl[k][0] * fl[k][1] for k in LEVELS), s1=singles * singles)
+        charges = corruption_charges(fl, None, singles, rho, target, b)
+        r_max = b + tau
+        b3_values = singles * singles
+    est = estimate(sample, rho, target, params.fit)
+    coefs = est.coefficients
+    # sampling half-width
+    if params.preset == "theory":
+        g_max = float(np.max(np.abs(g_e))) if target == "residual" else 0.0
+        ranges = {k: 2 * (b + g_max) ** 2 for k in LEVELS}
+        ranges["single"] = b * b
+        d_noise = params.split.noise * delta / Z
+        var_term = sum(coefs[k] ** 2 * ranges[k] ** 2 / est.counts[k] for k in coefs)
+        w_b = math.sqrt(var_term * math.log(2 / d_noise) / 2)
+    else:
+        w_b = z_noise * est.std_error
+    statistic = est.value
+    w = w_b
+    if target == "paper":
+        if mse_terms is None or mse_terms.size < 2:
+            raise ValueError("the paper estimator needs the local MSE samples")
+        mse_hat = float(mse_terms.mean())
+        if params.preset == "theory":
+            rng = float(np.max(mse_terms)) + 1e-300
+            w_m = math.sqrt(
+                rng**2 * math.log(2 / (params.split.noise * delta / Z)) / (2 * mse_terms.size)
+            )
+            w = w_b + w_m
+        else:
+            var_m = float(mse_terms.var(ddof=1)) / mse_terms.size
+            w = z_noise * math.sqrt(est.variance + var_m)
+        details["mse_hat"] = mse_hat
+        details["b_ge2_hat"] = est.value
+        statistic = mse_hat - est.value
+    # corruption the spot checks may have missed
+    n_e = layout.n_rows
+    if params.mode == "interactive":
+        m_tol = max_undetected(n_e, params.k, params.split.corruption * delta)
+        corr = corruption_shift_bound(charges, m_tol)
+    else:
+        m_tol, corr = 0, 0.0
+    # degree >= 3 bias (lowers D), from an upper confidence bound on B_>=3; m_tol
+    # undetected corruptions can lower that mean by at most m_tol * max square / n
+    g_abs = float(np.max(np.abs(g_e))) if target == "residual" else 0.0
+    b3_ucb = max(0.0, _ucb_mean(b3_values, z_bias))
+    b3_ucb += m_tol * (b + g_abs) ** 2 / b3_values.size
+    bias = bias_coefficient(rho) * b3_ucb
+    tol = sum(abs(c) for c in coefs.values()) * (2 * r_max * tau + tau * tau)
+    upper = statistic + w + bias + corr + tol
+    lower = statistic - w
+    if upper <= eps:
+        verdict = ACCEPT
+    elif lower > max(eps / 2, params.eta):
+        verdict = REJECT
+    else:
+        verdict = INCONCLUSIVE
+    details.update(
+        {
+            "estimate": est.value,
+            "std_error": est.std_error,
+            "level_means": est.level_means,
+            "coefficients": coefs,
+            "nnls_active": est.nnls_active,
+            "fit": est.fit,
+            "b_ge3_ucb": b3_ucb,
+            "m_tolerated": m_tol,
+        }
+    )
+    if verdict == INCONCLUSIVE:
+        details["budget_to_decide"] = _budget(statistic, w, bias, corr, tol, eps, params)
+    return OutputDecision(output, verdict, statistic, w, bias, corr, tol, upper, lower, details)
+
+
+def _budget(
+    d: float, w: float, bias: float, corr: float, tol: float, eps: float, params: ProtocolParams
+) -> dict[str, Any]:
+    """Sizes that would have decided with the same observed statistic and variances."""
+    room_accept = eps - d - bias - tol - corr / 4  # corruption shrinks if k grows with E
+    room_reject = d - max(eps / 2, params.eta)
+    room = max(room_accept, room_reject)
+    if room <= 0 or w <= 0:
+        return {
+            "decidable": False,
+            "advice": "the bias or corruption terms alone exceed the budget: use a "
+            "smaller rho or a larger k, or a larger epsilon",
+        }
+    scale = max(1.0, (w / room) ** 2)
+    return {
+        "decidable": True,
+        "scale": scale,
+        "pairs_per_level": math.ceil(params.n_pairs[0] * scale),
+        "k": math.ceil(params.k * max(1.0, 4 * corr / max(room, 1e-300))) if params.k else 0,
+        "M": math.ceil(params.m * scale) if params.m else 0,
+    }

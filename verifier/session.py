@@ -1,0 +1,513 @@
+"""The Verifier's side of the protocol as a pure state machine (no I/O, no training).
+
+Message order (PROTOCOL.md 12.2), each message appended to the hash-chained transcript:
+
+1.  ``open()``                      -> OpenSession (commitments to seed_E, seed_C, seed_M)
+1'. ``on_opened(bytes)``            <- SessionOpened (Prover nonce and key, signed)
+2.  ``on_attribution_commitment``   <- AttributionCommitment (Merkle root, signed)
+3.  ``reveal_challenge()``          -> ChallengeReveal (seed_E, salt_E); E is now fixed
+5.  ``on_evaluation_commitment``    <- EvaluationCommitment (root of the f-values, signed)
+    ``receive_attribution(values)`` / ``receive_evaluations(values)``: roots recomputed
+6.  ``spot_check_rows()`` / ``mse_plan()``: what the caller must train locally
+    ``decide(spot_values, mse_values)`` -> :class:`Outcome` (verdict, certificate, signed
+    VerdictMessage revealing seed_C and seed_M)
+
+Calling a step out of order raises :class:`ProtocolError`. A Prover message that is
+malformed, badly signed or inconsistent with its commitment does not raise: it fixes the
+verdict to REJECT with the reason (``malformed``, ``commitment_mismatch``), which is then
+signed like any other verdict.
+
+Modes: ``interactive`` (the protocol above), ``noninteractive`` (the Verifier trains E
+itself: steps 3 and 5 are skipped and the local values replace the Prover's), ``naive``
+(baseline: only the local MSE against the Prover's claimed MSE, PROTOCOL 4.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
+from attribution.errors import UsageError
+from attribution.protocol import need
+from attribution.protocol.challenges import ChallengeLayout, ChallengePlan, MsePlan, spot_check_rows
+from attribution.protocol.messages import (
+    PROTOCOL_VERSION,
+    AttributionCommitment,
+    ChallengeReveal,
+    EvaluationCommitment,
+    OpenSession,
+    SessionOpened,
+    VerdictMessage,
+    decode,
+)
+from attribution.protocol.params import ProtocolParams
+from attribution.subsets import bind_digest, prob_to_u32, xof
+from verifier.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, g_values, prescreen
+from verifier.planner import TaskInfo
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ProtocolError(UsageError):
+    """A protocol step was called out of order or with the wrong role's data."""
+
+
+class Phase(IntEnum):
+    NEW = 0
+    OPENED = 1
+    SESSION = 2
+    ATTRIBUTION = 3
+    CHALLENGE = 4
+    EVALUATIONS = 5
+    DECIDED = 6
+
+
+def seed_commitment(label: str, seed: bytes, salt: bytes) -> bytes:
+    """``SHA-256("attribution.v1/seed-commit" 0x00 label 0x00 seed salt)``."""
+    return hashlib.sha256(
+        b"attribution.v1/seed-commit\x00" + label.encode() + b"\x00" + seed + salt
+    ).digest()
+
+
+def session_id_for(open_bytes: bytes) -> bytes:
+    """Both sides derive the session id from the open message: 16 bytes of its hash."""
+    return hashlib.sha256(b"attribution.v1/session\x00" + open_bytes).digest()[:16]
+
+
+@dataclass(frozen=True)
+class VerifierSecrets:
+    """Seeds and salts of E (revealed at step 3), C and M (revealed with the verdict)."""
+
+    seed_e: bytes
+    salt_e: bytes
+    seed_c: bytes
+    salt_c: bytes
+    seed_m: bytes
+    salt_m: bytes
+
+    @classmethod
+    def generate(cls) -> VerifierSecrets:
+        return cls(*(secrets.token_bytes(32) for _ in range(6)))
+
+    @classmethod
+    def derive(cls, master: bytes) -> VerifierSecrets:
+        """Deterministic secrets for reproducible simulations (never for real audits)."""
+        names = ("seed_e", "salt_e", "seed_c", "salt_c", "seed_m", "salt_m")
+        return cls(*(xof("verifier-secret", master, name.encode(), [], 32) for name in names))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decided session: verdict, reason, certificate (JSON-able) and the signed message."""
+
+    verdict: str
+    reason: str
+    certificate: dict[str, Any]
+    message: VerdictMessage
+
+
+def _u64(*xs: int) -> bytes:
+    return b"".join(struct.pack(">Q", x) for x in xs)
+
+
+class VerifierSession:
+    def __init__(
+        self,
+        task: TaskInfo,
+        task_digest: bytes,
+        params: ProtocolParams,
+        key: SigningKey,
+        secrets_: VerifierSecrets | None = None,
+        masks_fn: Callable[[ChallengePlan], npt.NDArray[np.bool_]] | None = None,
+    ) -> None:
+        self.task = task
+        # how E's masks are derived (a cache may be injected when both roles share a process)
+        self._masks_fn = masks_fn or (lambda plan: plan.masks(range(plan.n_rows)))
+        self.task_digest = task_digest
+        self.params = params
+        self.key = key
+        self.secrets = secrets_ or VerifierSecrets.generate()
+        self.phase = Phase.NEW
+        self.transcript: Transcript | None = None
+        self.failure: tuple[str, str] | None = None
+        self.layout = ChallengeLayout(params.n_pairs, params.n_single)
+        self.session_id = b""
+        self.nonce = b""
+        self.prover_key = b""
+        self.root_a = b""
+        self.root_f = b""
+        self.attribution: FloatArray | None = None
+        self.evaluations: FloatArray | None = None
+        self.claimed_mse: FloatArray | None = None
+
+    # -- helpers ---------------------------------------------------------------------
+    def _expect(self, phase: Phase, step: str) -> None:
+        if self.phase != phase:
+            raise ProtocolError(f"{step}: not allowed in phase {self.phase.name}")
+
+    def _fail(self, reason: str, detail: str) -> None:
+        if self.failure is None:
+            self.failure = (reason, detail)
+
+    def _log(self, direction: Direction, label: str, data: bytes) -> None:
+        need(self.transcript, "transcript").append(direction, label, data)
+
+    @property
+    def head(self) -> bytes:
+        return self.transcript.head if self.transcript is not None else b""
+
+    @property
+    def bind(self) -> bytes:
+        return bind_digest(
+            self.task_digest, self.params.digest(), self.session_id, self.nonce, self.root_a
+        )
+
+    # -- 1 ---------------------------------------------------------------------------
+    def open(self) -> OpenSession:
+        self._expect(Phase.NEW, "open")
+        s = self.secrets
+        msg = OpenSession(
+            protocol_version=PROTOCOL_VERSION,
+            task_digest=self.task_digest,
+            params=self.params.to_dict(),
+            verifier_key=self.key.public_key_raw,
+            commit_e=seed_commitment("E", s.seed_e, s.salt_e),
+            commit_c=seed_commitment("C", s.seed_c, s.salt_c),
+            commit_m=seed_commitment("M", s.seed_m, s.salt_m),
+        )
+        data = msg.to_bytes()
+        self.session_id = session_id_for(data)
+        self.transcript = Transcript(self.session_id, PROTOCOL_VERSION)
+        self._log(Direction.VERIFIER_TO_PROVER, "open", data)
+        self.phase = Phase.OPENED
+        return msg
+
+    def on_opened(self, data: bytes) -> None:
+        self._expect(Phase.OPENED, "on_opened")
+        head = self.head
+        msg = decode(data, SessionOpened)
+        self._log(Direction.PROVER_TO_VERIFIER, "opened", data)
+        if msg.session_id != self.session_id:
+            raise ProtocolError("the Prover answered with another session id")
+        if len(msg.nonce) != 32 or len(msg.prover_key) != 32:
+            raise ProtocolError("the Prover's nonce and key must be 32 bytes each")
+        if not verify(msg.prover_key, msg.signature, "opened", msg.session_id, msg.nonce, head):
+            raise ProtocolError("bad Prover signature on the session opening")
+        self.nonce, self.prover_key = msg.nonce, msg.prover_key
+        self.phase = Phase.SESSION
+
+    # -- 2 ---------------------------------------------------------------------------
+    def on_attribution_commitment(self, data: bytes) -> None:
+        self._expect(Phase.SESSION, "on_attribution_commitment")
+        head = self.head
+        msg = decode(data, AttributionCommitment)
+        self._log(Direction.PROVER_TO_VERIFIER, "commit_attribution", data)
+        ok = verify(
+            self.prover_key,
+            msg.signature,
+            "commit/attribution",
+            self.session_id,
+            msg.root,
+            _u64(msg.rows, msg.cols),
+            head,
+        )
+        if not ok:
+            raise ProtocolError("bad Prover signature on the attribution commitment")
+        if (msg.rows, msg.cols) != (self.task.n_outputs, self.task.n_points + 1):
+            self._fail(
+                "malformed",
+                f"attribution shape ({msg.rows}, {msg.cols}) != "
+                f"({self.task.n_outputs}, {self.task.n_points + 1})",
+            )
+        self.root_a = msg.root
+        self.phase = Phase.ATTRIBUTION
+
+    # -- 3 ---------------------------------------------------------------------------
+    def reveal_challenge(self) -> ChallengeReveal:
+        self._expect(Phase.ATTRIBUTION, "reveal_challenge")
+        msg = ChallengeReveal(seed=self.secrets.seed_e, salt=self.secrets.salt_e)
+        self._log(Direction.VERIFIER_TO_PROVER, "reveal_challenge", msg.to_bytes())
+        self.phase = Phase.CHALLENGE
+        return msg
+
+    def challenge_plan(self) -> ChallengePlan:
+        if self.phase < Phase.ATTRIBUTION:
+            raise ProtocolError("E is defined only after the attribution commitment")
+        return make_challenge_plan(
+            self.task, self.params, self.layout, self.secrets.seed_e, self.bind
+        )
+
+    # -- 5 ---------------------------------------------------------------------------
+    def on_evaluation_commitment(self, data: bytes) -> None:
+        self._expect(Phase.CHALLENGE, "on_evaluation_commitment")
+        head = self.head
+        msg = decode(data, EvaluationCommitment)
+        self._log(Direction.PROVER_TO_VERIFIER, "commit_evaluations", data)
+        ok = verify(
+            self.prover_key,
+            msg.signature,
+            "commit/evaluations",
+            self.session_id,
+            msg.root,
+            _u64(msg.rows, msg.cols),
+            head,
+        )
+        if not ok:
+            raise ProtocolError("bad Prover signature on the evaluation commitment")
+        if (msg.rows, msg.cols) != (self.layout.n_rows, self.task.n_outputs):
+            self._fail(
+                "malformed",
+                f"evaluations shape ({msg.rows}, {msg.cols}) != "
+                f"({self.layout.n_rows}, {self.task.n_outputs})",
+            )
+        self.root_f = msg.root
+        self.phase = Phase.EVALUATIONS
+
+    def receive_attribution(self, values: npt.ArrayLike) -> None:
+        """The streamed attribution (flat, row-major (outputs, 1 + N)); root rechecked."""
+        if self.phase < Phase.ATTRIBUTION or self.phase == Phase.DECIDED:
+            raise ProtocolError("the attribution can be received only after its commitment")
+        arr = self._vector(values, self.task.n_outputs * (self.task.n_points + 1), "attribution")
+        if arr is None:
+            return
+        if vector_root(arr) != self.root_a:
+            self._fail("commitment_mismatch", "the attribution does not match its root")
+            return
+        self.attribution = arr.reshape(self.task.n_outputs, self.task.n_points + 1)
+
+    def receive_evaluations(self, values: npt.ArrayLike) -> None:
+        """The streamed f-values of E (flat, row-major (|E|, outputs)); root rechecked."""
+        self._expect(Phase.EVALUATIONS, "receive_evaluations")
+        arr = self._vector(values, self.layout.n_rows * self.task.n_outputs, "evaluations")
+        if arr is None:
+            return
+        if vector_root(arr) != self.root_f:
+            self._fail("commitment_mismatch", "the f-values do not match their root")
+            return
+        vals = arr.reshape(self.layout.n_rows, self.task.n_outputs)
+        if np.any(np.abs(vals) > self.task.bound):
+            self._fail("malformed", f"f-values outside [-b, b] with b = {self.task.bound}")
+            return
+        self.evaluations = vals
+
+    def _vector(self, values: npt.ArrayLike, length: int, what: str) -> FloatArray | None:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+        if arr.size != length:
+            self._fail("malformed", f"{what}: {arr.size} values, expected {length}")
+            return None
+        if not np.all(np.isfinite(arr)):
+            self._fail("malformed", f"{what}: non-finite values")
+            return None
+        return arr
+
+    # -- 6 ---------------------------------------------------------------------------
+    def spot_check_rows(self) -> list[int]:
+        """The secret set C (all of E in non-interactive mode)."""
+        if self.params.mode == "naive":
+            return []
+        if self.params.mode == "noninteractive":
+            return list(range(self.layout.n_rows))
+        return spot_check_rows(self.secrets.seed_c, self.bind, self.layout.n_rows, self.params.k)
+
+    def mse_plan(self) -> MsePlan | None:
+        if self.params.m == 0:
+            return None
+        return MsePlan(
+            self.task.n_points,
+            self.params.m,
+            prob_to_u32(self.task.p),
+            self.secrets.seed_m,
+            self.bind,
+        )
+
+    def decide(
+        self,
+        spot_values: FloatArray,
+        mse_values: FloatArray | None = None,
+        claimed_mse: FloatArray | None = None,
+    ) -> Outcome:
+        """Decide from the local retrainings of C (and M); sign and reveal the secrets."""
+        mode = self.params.mode
+        needed = Phase.EVALUATIONS if mode == "interactive" else Phase.ATTRIBUTION
+        if self.phase not in (needed, Phase.CHALLENGE) or self.phase < needed:
+            raise ProtocolError(f"decide: not allowed in phase {self.phase.name}")
+        rows = self.spot_check_rows()
+        spot = np.asarray(spot_values, dtype=np.float64).reshape(len(rows), self.task.n_outputs)
+        outputs = self.params.outputs
+        stats: list[dict[str, Any]] = []
+        verdict, reason, detail = ACCEPT, "", ""
+        tau = self.task.tau
+        if self.failure is None and self.attribution is None:
+            self._fail("malformed", "the attribution was never received")
+        if self.failure is None and mode == "interactive" and self.evaluations is None:
+            self._fail("malformed", "the f-values were never received")
+        spot_failures = 0
+        if self.failure is None and mode == "interactive" and rows:
+            committed = need(self.evaluations, "f-values")[rows]
+            diff = np.abs(committed - spot)
+            bad = np.any(diff > tau, axis=1) if tau > 0 else np.any(committed != spot, axis=1)
+            spot_failures = int(bad.sum())
+            if spot_failures:
+                self._fail(
+                    "spot_check_failed",
+                    f"{spot_failures} of {len(rows)} spot-checked challenges differ",
+                )
+        if self.failure is None:
+            attribution = need(self.attribution, "attribution")
+            for o in outputs:
+                ok, eg2 = prescreen(
+                    attribution[o], self.task.p, self.task.bound, self.params.epsilon
+                )
+                if not ok:
+                    self._fail(
+                        "prescreen", f"output {o}: E[g^2] = {eg2:.4g} exceeds (b + sqrt(eps))^2"
+                    )
+                    break
+        if self.failure is not None:
+            verdict, (reason, detail) = REJECT, self.failure
+        else:
+            verdict, reason, detail, stats = self._statistics(spot, mse_values, claimed_mse)
+        return self._finish(verdict, reason, detail, stats, len(rows), spot_failures)
+
+    def _statistics(
+        self, spot: FloatArray, mse_values: FloatArray | None, claimed: FloatArray | None
+    ) -> tuple[str, str, str, list[dict[str, Any]]]:
+        attribution = need(self.attribution, "attribution")
+        mode = self.params.mode
+        plan = self.mse_plan()
+        mse_masks = plan.masks(range(plan.n_rows)) if plan is not None else None
+        f_all = self.evaluations if mode == "interactive" else spot
+        e_masks = None
+        if self.params.estimator == "residual" and mode != "naive":
+            e_masks = self._masks_fn(self.challenge_plan())
+        stats: list[dict[str, Any]] = []
+        verdicts = []
+        for j, o in enumerate(self.params.outputs):
+            row = attribution[o]
+            mse_terms = None
+            if mse_masks is not None and mse_values is not None:
+                mse_terms = (mse_values[:, o] - g_values(row, mse_masks)) ** 2
+            if mode == "naive":
+                mse_hat = float(need(mse_terms, "MSE samples").mean())
+                claimed = need(claimed, "the Prover's claimed MSE")
+                v = ACCEPT if mse_hat <= float(claimed[j]) + self.params.epsilon else REJECT
+                verdicts.append(v)
+                stats.append(
+                    {
+                        "output": o,
+                        "verdict": v,
+                        "mse_hat": mse_hat,
+                        "claimed_mse": float(claimed[j]),
+                    }
+                )
+                continue
+            f_all = need(f_all, "f-values of E")
+            g_e = g_values(row, e_masks) if e_masks is not None else np.zeros(len(f_all))
+            dec = decide_output(
+                self.params,
+                self.layout,
+                o,
+                f_all[:, o],
+                g_e,
+                self.task.bound,
+                self.task.tau,
+                mse_terms,
+            )
+            verdicts.append(dec.verdict)
+            stats.append(dec.to_dict())
+        if REJECT in verdicts:
+            return REJECT, "mse_gap", "the error bound excludes eps/2 for some output", stats
+        if INCONCLUSIVE in verdicts:
+            return INCONCLUSIVE, "budget", "the budget was too small to decide", stats
+        return ACCEPT, "", "", stats
+
+    def _finish(
+        self,
+        verdict: str,
+        reason: str,
+        detail: str,
+        stats: list[dict[str, Any]],
+        n_spot: int,
+        spot_failures: int,
+    ) -> Outcome:
+        p = self.params
+        s = self.secrets
+        mode = p.mode
+        verifier_trainings = n_spot + p.m
+        guarantee = (
+            f"with probability >= {1 - p.delta:g} over the Verifier's randomness, every "
+            f"verified output's attribution has err(a) = mse(a) - min affine mse <= "
+            f"{p.epsilon:g} (an aggregate l2 bound on the degree<=1 part, not a per-point "
+            "bound)"
+            if verdict == ACCEPT
+            else "none (the attribution was not accepted)"
+        )
+        certificate: dict[str, Any] = {
+            "verdict": verdict,
+            "reason": reason,
+            "detail": detail,
+            "guarantee": guarantee,
+            "task_digest": self.task_digest.hex(),
+            "params": p.to_dict(),
+            "params_digest": p.digest().hex(),
+            "session_id": self.session_id.hex(),
+            "prover_key": self.prover_key.hex(),
+            "verifier_key": self.key.public_key_raw.hex(),
+            "attribution_root": self.root_a.hex(),
+            "evaluations_root": self.root_f.hex(),
+            "sizes": {
+                "E": self.layout.n_rows,
+                "k": n_spot if mode == "interactive" else 0,
+                "M": p.m,
+                "prover_trainings": self.layout.n_rows if mode == "interactive" else 0,
+                "verifier_trainings": verifier_trainings,
+            },
+            "spot_check_failures": spot_failures,
+            "outputs": stats,
+            "seeds": {k: getattr(s, k).hex() for k in s.__dataclass_fields__},
+            "transcript_head": self.head.hex(),
+        }
+        digest = hashlib.sha256(
+            b"attribution.v1/certificate\x00" + _canonical(certificate)
+        ).digest()
+        signature = self.key.sign(
+            "verdict", self.session_id, self.head, verdict.encode(), reason.encode(), digest
+        )
+        msg = VerdictMessage(
+            verdict=verdict,
+            reason=reason,
+            certificate_digest=digest,
+            seed_c=s.seed_c,
+            salt_c=s.salt_c,
+            seed_m=s.seed_m,
+            salt_m=s.salt_m,
+            signature=signature,
+        )
+        if self.transcript is not None:
+            self._log(Direction.VERIFIER_TO_PROVER, "verdict", msg.to_bytes())
+        self.phase = Phase.DECIDED
+        return Outcome(verdict, reason, certificate, msg)
+
+
+def _canonical(d: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def make_challenge_plan(
+    task: TaskInfo, params: ProtocolParams, layout: ChallengeLayout, seed_e: bytes, bind: bytes
+) -> ChallengePlan:
+    """E for these parameters (the Prover calls the same function after the reveal)."""
+    rho = params.rho
+    r32 = (prob_to_u32(rho, allow_one=True), prob_to_u32(min(1.0, 2 * rho), allow_one=True))
+    return ChallengePlan(task.n_points, layout, prob_to_u32(task.p), r32, seed_e, bind)
