@@ -56,28 +56,60 @@ def test_bad_input_exit_2_nothing_written(
 def test_malformed_spec_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.toml"
     spec.write_text("name = [unclosed\n")
-    assert main(["retrain", "--task", str(spec), "--count", "2", "--store",
-                 str(tmp_path / "s")]) == 2
+    assert (
+        main(["retrain", "--task", str(spec), "--count", "2", "--store", str(tmp_path / "s")]) == 2
+    )
     assert "malformed TOML" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
 def test_store_from_other_task_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "s"
-    assert main(["retrain", "--task", "synthetic", "--count", "8", "--store", str(store),
-                 "--executor", "serial", "--json"]) == 0
+    assert (
+        main(
+            [
+                "retrain",
+                "--task",
+                "synthetic",
+                "--count",
+                "8",
+                "--store",
+                str(store),
+                "--executor",
+                "serial",
+                "--json",
+            ]
+        )
+        == 0
+    )
     first = json.loads(capsys.readouterr().out)
     assert first["trained"] == 8
     before = (store / "outputs.npy").read_bytes()
-    assert main(["retrain", "--task", "breast_cancer-logreg", "--count", "8", "--store",
-                 str(store), "--executor", "serial"]) == 2
+    assert (
+        main(
+            [
+                "retrain",
+                "--task",
+                "breast_cancer-logreg",
+                "--count",
+                "8",
+                "--store",
+                str(store),
+                "--executor",
+                "serial",
+            ]
+        )
+        == 2
+    )
     assert "belongs to task 'synthetic'" in capsys.readouterr().err
     assert (store / "outputs.npy").read_bytes() == before
 
 
 def test_bench_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "retrain", "--task", "breast_cancer-logreg", "--models", "16",
-                 "--json"]) == 0
+    assert (
+        main(["bench", "retrain", "--task", "breast_cancer-logreg", "--models", "16", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     for key in ("batched_models_per_s", "reference_models_per_s", "speedup", "max_abs_diff"):
         assert key in result

@@ -27,8 +27,11 @@ def test_golden_small_case() -> None:
 def test_recovers_synthetic_optimum_within_stderr() -> None:
     """On a linear-ish oracle, |a - theta*| <= 5 stderr for every point (fixed seeds;
     with 200 points the chance of a >5-sigma miss is ~1e-4 even for Gaussian tails)."""
-    oracle = SyntheticOracle(SyntheticConfig(n=200, p=0.5, pair_mass=0.0, triple_mass=0.0,
-                                             n_pairs=0, n_triples=0, linear_mass=0.3))
+    oracle = SyntheticOracle(
+        SyntheticConfig(
+            n=200, p=0.5, pair_mass=0.0, triple_mass=0.0, n_pairs=0, n_triples=0, linear_mass=0.3
+        )
+    )
     masks, seeds = random_subsets(200, 3000, seed=11)
     attr = empirical_influence(masks, oracle.evaluate(masks, seeds), 0.5)
     theta = oracle.exact().theta
