@@ -75,17 +75,17 @@ def run_once(
     params = plan.params
     info = task_info(task)
     master = xof("simulate", seed.to_bytes(8, "big"), b"", [run], 32)
+    verifier_key = SigningKey.from_seed(xof("verifier-key", master, b"", [], 32))
+    prover_key = SigningKey.from_seed(xof("prover-key", master, b"", [], 32))
     verifier = VerifierSession(
         info,
         task.digest,
         params,
-        SigningKey.generate(),
+        verifier_key,
         VerifierSecrets.derive(master),
         masks_fn=_plan_masks,
     )
-    prover = ProverSession(
-        info, task.digest, SigningKey.generate(), nonce=xof("nonce", master, b"", [], 32)
-    )
+    prover = ProverSession(info, task.digest, prover_key, nonce=xof("nonce", master, b"", [], 32))
     verifier.on_opened(prover.on_open(verifier.open().to_bytes()).to_bytes())
     A = strategy.attribution(honest, info.p)
     verifier.on_attribution_commitment(prover.commit_attribution(A).to_bytes())

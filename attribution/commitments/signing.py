@@ -92,6 +92,14 @@ class SigningKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
+    def from_seed(cls, seed: bytes) -> SigningKey:
+        """The key whose 32-byte Ed25519 private seed is ``seed`` (reproducible simulations
+        and tests only; real keys come from :meth:`generate`)."""
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    @classmethod
     def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> SigningKey:
         """Load a PKCS#8 PEM private key (encrypted iff ``passphrase`` is given).
 
