@@ -26,12 +26,32 @@ def _gen_protos() -> None:
         f"-I{proto_root}",
         f"-I{include}",
         f"--python_out={ROOT}",
-        f"--pyi_out={ROOT}",
         f"--grpc_python_out={ROOT}",
-        *protos,
     ]
+    # typed stubs for messages and services (mypy-protobuf, a build requirement); fall
+    # back to protoc's own message stubs if its plugins are not on PATH
+    mypy_plugin = _plugin("protoc-gen-mypy")
+    grpc_plugin = _plugin("protoc-gen-mypy_grpc")
+    if mypy_plugin and grpc_plugin:
+        args += [
+            f"--plugin=protoc-gen-mypy={mypy_plugin}",
+            f"--plugin=protoc-gen-mypy_grpc={grpc_plugin}",
+            f"--mypy_out={ROOT}",
+            f"--mypy_grpc_out={ROOT}",
+        ]
+    else:
+        args.append(f"--pyi_out={ROOT}")
+    args += protos
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
+
+
+def _plugin(name: str) -> str | None:
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
 
 
 class BuildPyWithProtos(build_py):

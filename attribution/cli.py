@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,9 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--solver", default="newton-cholesky", help="scikit-learn reference solver")
     b.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("demo", help="the README's main job")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--out", type=Path, default=None, help="directory for the demo's files")
     for module in _role_modules():
         module.register(sub)
     return parser
@@ -86,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The roles add their subcommands (simulate, serve, audit, ...) through a ``register``
 # hook, so the core library never imports prover/ or verifier/ statically.
-ROLE_COMMANDS = ("verifier.commands",)
+ROLE_COMMANDS = ("verifier.commands", "prover.commands")
 
 
 def _role_modules() -> list[Any]:
@@ -198,20 +194,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from attribution.demo import run_demo
-
-    out = args.out or Path(tempfile.mkdtemp(prefix="vattr-demo-"))
-    result = run_demo(out, quiet=args.json)
-    if args.json:
-        print(json.dumps(result))
-    return EXIT_OK
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    handlers = {"tasks": cmd_tasks, "retrain": cmd_retrain, "bench": cmd_bench, "demo": cmd_demo}
+    handlers = {"tasks": cmd_tasks, "retrain": cmd_retrain, "bench": cmd_bench}
     try:
         handler = handlers.get(args.command) or args.handler
         code: int = handler(args)

@@ -20,6 +20,14 @@ import numpy.typing as npt
 from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
 from attribution.protocol import need
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
+from attribution.protocol.common import (
+    Phase,
+    ProtocolError,
+    TaskInfo,
+    make_challenge_plan,
+    seed_commitment,
+    session_id_for,
+)
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
     AttributionCommitment,
@@ -32,14 +40,6 @@ from attribution.protocol.messages import (
 )
 from attribution.protocol.params import ProtocolParams
 from attribution.subsets import bind_digest
-from verifier.planner import TaskInfo
-from verifier.session import (
-    Phase,
-    ProtocolError,
-    make_challenge_plan,
-    seed_commitment,
-    session_id_for,
-)
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -93,6 +93,10 @@ class Strategy:
             flat[len(flat) // 2] = np.nan
         return flat
 
+    def stream_evaluations(self, committed: FloatArray) -> FloatArray:
+        """The f-values streamed after their commitment (the committed ones, flat)."""
+        return np.asarray(committed, dtype=np.float64).ravel()
+
     def evaluations(self, values: FloatArray, ctx: EvalContext) -> FloatArray:
         """The f-values to commit (altered rows for the corrupting strategies)."""
         if not self.corrupts:

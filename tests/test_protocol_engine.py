@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 
 from attribution.commitments import SigningKey
+from attribution.protocol.common import ProtocolError, TaskInfo
 from attribution.protocol.messages import MessageError, SessionOpened
 from attribution.stats import log_log_slope
 from attribution.tasks import load_task, resolve_spec
 from prover.session import ProverSession
 from prover.strategies import parse_strategy
 from verifier.commands import claimed_mse, honest_attribution
-from verifier.planner import TaskInfo, plan_run
-from verifier.session import ProtocolError, VerifierSecrets, VerifierSession
+from verifier.planner import plan_run
+from verifier.session import VerifierSecrets, VerifierSession
 from verifier.simulate import run_once, simulate, task_info
 
 

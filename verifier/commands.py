@@ -69,6 +69,71 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_simulate)
 
+    p = sub.add_parser("audit", help="audit a remote Prover over gRPC and write a signed report")
+    p.add_argument("--prover", required=True, metavar="HOST:PORT")
+    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--epsilon", type=float, required=True)
+    p.add_argument("--delta", type=float, default=0.05)
+    p.add_argument("--preset", choices=PRESETS, default="practical")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="residual")
+    p.add_argument(
+        "--mse-source",
+        choices=["local"],
+        default="local",
+        help="where the paper estimator's MSE samples come from (local only)",
+    )
+    p.add_argument("--rho", type=float, default=None)
+    p.add_argument(
+        "--hint",
+        type=float,
+        default=None,
+        help="planning hint (default: the Prover's own residual estimate)",
+    )
+    p.add_argument("--outputs", default=None, help="output indices, or 'mean' (default)")
+    p.add_argument("--key", type=Path, default=None, help="Verifier Ed25519 key (PEM, 0600)")
+    p.add_argument("--tls-ca", type=Path, help="CA certificate of the Prover's server")
+    p.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", type=Path, help="client private key (mutual TLS)")
+    p.add_argument("--tls-server-name", default=None, help="expected server name (SAN)")
+    p.add_argument("--token-file", type=Path, help="file holding the bearer token")
+    p.add_argument("--executor", choices=["serial", "local", "ray"], default="local")
+    p.add_argument("--work-dir", type=Path, default=None, help="local training stores")
+    p.add_argument("--timeout", type=float, default=60.0, help="deadline per call (s)")
+    p.add_argument("--report", type=Path, required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_audit)
+
+    p = sub.add_parser("check", help="verify a signed audit report offline")
+    p.add_argument("report", type=Path)
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="re-derive E, C, M from the revealed seeds and recompute the decision",
+    )
+    p.add_argument(
+        "--retrain",
+        type=int,
+        default=0,
+        metavar="K",
+        help="retrain K spot checks locally and compare",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key file (PEM, mode 0600)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(handler=cmd_keygen)
+
+    p = sub.add_parser(
+        "demo", help="the README's main job: audit an honest and a cheating Prover on loopback"
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", type=Path, default=None, help="directory for the reports")
+    p.set_defaults(handler=cmd_demo)
+
 
 def _outputs(text: str | None, task: Any) -> tuple[int, ...]:
     if text is None:
@@ -129,8 +194,8 @@ def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 
     """What a Prover claims as its MSE for the naive baseline: exact on the synthetic
     oracle, else estimated on its own fresh B_p runs."""
     from attribution.execution.plan import retrain_plan
+    from attribution.protocol.common import g_values
     from attribution.tasks.runtime import OracleTask
-    from verifier.decision import g_values
 
     if isinstance(task, OracleTask):
         ex = task.oracle.exact()
@@ -214,3 +279,149 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+EXIT = {"ACCEPT": 0, "REJECT": 1, "INCONCLUSIVE": 4}
+
+
+def _read_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, IndexError) as exc:
+        raise UsageError(f"cannot read a token from {path}") from exc
+    return token
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from attribution.commitments import SigningKey, load_private_key
+    from attribution.tasks import load_task, resolve_spec
+    from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
+    from verifier.planner import plan_run
+    from verifier.report import build_report, write_report
+    from verifier.simulate import task_info
+
+    task = load_task(resolve_spec(args.task, args.overrides))
+    outputs = _outputs(args.outputs, task)
+    key = load_private_key(args.key) if args.key else SigningKey.generate()
+    tls = None
+    if args.tls_ca or args.tls_cert:
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise UsageError("--tls-cert and --tls-key go together")
+        tls = ClientTLS(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    quiet = args.quiet or args.json
+    try:
+        with ProverClient(
+            args.prover, tls=tls, token=_read_token(args.token_file), timeout=args.timeout
+        ) as client:
+            client.wait_ready(timeout=args.timeout)
+            hint = args.hint
+            if hint is None:
+                desc = describe_prover(client)
+                served = next((t for t in desc.tasks if t.task.name == task.spec.name), None)
+                if served is not None and len(served.residual_hint) == task.n_outputs:
+                    hint = max(float(served.residual_hint[o]) for o in outputs)
+                    hint = max(hint, 1e-4 * task.bound**2)
+            plan = plan_run(
+                task_info(task),
+                args.epsilon,
+                args.delta,
+                estimator=args.estimator,
+                preset=args.preset,
+                rho=args.rho,
+                outputs=outputs,
+                hint=hint,
+            )
+            if not quiet:
+                print(plan.describe(), file=sys.stderr)
+            work = args.work_dir or Path(tempfile.mkdtemp(prefix="vattr-verifier-"))
+            result = run_audit(client, task, plan, key, work, executor=args.executor, quiet=quiet)
+    except TransportError as exc:
+        print(f"vattr: error: {exc}", file=sys.stderr)
+        return 3
+    report = build_report(
+        result.outcome,
+        result.session,
+        task.spec.name,
+        _values(result),
+        {"prover": {"target": args.prover, "red_team": result.red_team}},
+    )
+    write_report(args.report, report, _values(result))
+    out = result.outcome
+    summary = {
+        "verdict": out.verdict,
+        "reason": out.reason,
+        "report": str(args.report),
+        "session_id": out.certificate["session_id"],
+        "outputs": out.certificate["outputs"],
+        "sizes": out.certificate["sizes"],
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{out.verdict}{' (' + out.reason + ')' if out.reason else ''}: report {args.report}")
+    return EXIT[out.verdict]
+
+
+def _values(result: Any) -> dict[str, Any]:
+    s = result.session
+    return {
+        "attribution": s.attribution,
+        "evaluations": s.evaluations,
+        "spot": result.spot_values,
+        "mse": result.mse_values,
+    }
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from verifier.report import check_report
+
+    res = check_report(args.report, replay=args.replay, retrain=args.retrain)
+    if args.json:
+        print(json.dumps({"ok": res.ok, "problems": res.problems, "notes": res.notes}))
+    else:
+        for note in res.notes:
+            print(f"note: {note}", file=sys.stderr)
+        for problem in res.problems:
+            print(f"FAIL {problem}")
+        print(
+            "OK: signatures, roots, transcript and values check out"
+            if res.ok
+            else f"{len(res.problems)} problem(s)"
+        )
+    return 0 if res.ok else 1
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from attribution.commitments import SigningKey, save_private_key
+
+    key = SigningKey.generate()
+    if args.out.exists() and not args.force:
+        raise UsageError(f"{args.out} exists (use --force to overwrite)")
+    save_private_key(args.out, key, overwrite=args.force)
+    print(
+        json.dumps(
+            {
+                "key_file": str(args.out),
+                "public_key": key.public_key_raw.hex(),
+                "fingerprint": key.fingerprint,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from verifier.demo import run_demo
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="vattr-demo-"))
+    result = run_demo(out, quiet=args.json)
+    if args.json:
+        print(json.dumps(result))
+    ok = result["honest"]["verdict"] == "ACCEPT" and result["cheating"]["verdict"] == "REJECT"
+    return 0 if ok else 1

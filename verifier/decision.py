@@ -85,12 +85,6 @@ class OutputDecision:
         }
 
 
-def g_values(attribution_row: FloatArray, masks: npt.NDArray[np.bool_]) -> FloatArray:
-    """``g(x) = a0 + sum_i a_i x_i`` with ``x = +1`` on the mask, ``-1`` off it."""
-    a0, a = attribution_row[0], attribution_row[1:]
-    return np.asarray(a0 - a.sum() + 2.0 * (masks.astype(np.float64) @ a), dtype=np.float64)
-
-
 def prescreen(
     attribution_row: FloatArray, p: float, b: float, epsilon: float
 ) -> tuple[bool, float]:

@@ -20,7 +20,7 @@ shares ``2 w: 50 %``, ``bias: 20 %``, ``corruption: 20 %``, ``tolerance: <= 5 %`
 
 Every plan also states the cost of the alternatives: the non-interactive protocol (the
 Verifier retrains E itself, |E| + |M| trainings) and computing an attribution oneself
-(a datamodel to accuracy eps needs about N Var(f) / eps trainings).
+(a least-squares datamodel with err <= eps/2 needs about 2 N B_>=2 / eps runs).
 """
 
 from __future__ import annotations
@@ -31,22 +31,12 @@ from typing import Any
 
 from attribution.errors import UsageError
 from attribution.fourier.estimation import bias_coefficient, fit_coefficients
+from attribution.protocol.common import TaskInfo
 from attribution.protocol.params import ProtocolParams
 from attribution.stats import miss_probability, normal_quantile, spot_checks_needed
 
 SHARE_NOISE, SHARE_BIAS, SHARE_CORRUPTION, SHARE_TOLERANCE = 0.5, 0.2, 0.2, 0.05
 RHO_GRID = tuple(round(0.5 - 0.01 * i, 2) for i in range(49))  # 0.50 .. 0.02
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """What the Verifier knows about the task: sizes, output bound b, tolerance tau, p."""
-
-    n_points: int
-    n_outputs: int
-    bound: float
-    tau: float
-    p: float
 
 
 @dataclass(frozen=True)
@@ -99,7 +89,7 @@ class Plan:
             f"  a Prover corrupting more than {s['m_tolerated']} values is caught with "
             f"probability >= {s['detection_probability']:.4f}",
             f"  alternatives: non-interactive {s['noninteractive_trainings']} Verifier "
-            f"trainings; fitting an attribution oneself ~{s['self_attribution_trainings']}",
+            f"trainings; fitting a datamodel oneself ~{s['self_attribution_trainings']} runs",
             f"  recommendation: {s['recommendation']}",
         ]
         lines += [f"  note: {n}" for n in s["notes"]]
@@ -219,11 +209,19 @@ def plan_run(
     detect = 1 - miss_probability(E, k, m_tol + 1) if mode == "interactive" and E else 1.0
     verifier = {"interactive": k + m, "noninteractive": E + m, "naive": m}[mode]
     nonint = E + m
-    self_fit = math.ceil(task.n_points * h_f2 / epsilon)
+    # a least-squares datamodel on R runs has err ~ N B_>=2 / R (PROTOCOL 2.3): with the
+    # residual hint standing in for B_>=2, err <= eps/2 needs about 2 N B_>=2 / eps runs
+    h_res = h if estimator == "residual" else 0.1 * b * b
+    self_fit = math.ceil(2 * task.n_points * h_res / epsilon)
     if mode == "naive":
         rec = "naive mode is a baseline only: it certifies MSE <= claimed + eps, not optimality"
-    elif mode == "interactive" and k + m >= nonint:
-        rec = "non-interactive: retraining E yourself costs no more than the spot checks"
+    elif self_fit < min(verifier, nonint):
+        rec = (
+            f"at this N, fitting a datamodel yourself (~{self_fit} runs) is cheaper than "
+            "verifying; verification pays off when N * B_>=2 / eps exceeds k"
+        )
+    elif mode == "interactive" and k + m >= 0.9 * nonint:
+        rec = "non-interactive: retraining E yourself costs about as much as the spot checks"
     elif mode == "noninteractive" and k_interactive + m < nonint:
         rec = f"interactive: about {k_interactive + m} Verifier trainings instead of {nonint}"
     else:

@@ -24,21 +24,27 @@ itself: steps 3 and 5 are skipped and the local values replace the Prover's), ``
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
-from attribution.errors import UsageError
 from attribution.protocol import need
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan, MsePlan, spot_check_rows
+from attribution.protocol.common import (
+    Phase,
+    ProtocolError,
+    TaskInfo,
+    g_values,
+    make_challenge_plan,
+    seed_commitment,
+    session_id_for,
+)
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
     AttributionCommitment,
@@ -51,36 +57,10 @@ from attribution.protocol.messages import (
 )
 from attribution.protocol.params import ProtocolParams
 from attribution.subsets import bind_digest, prob_to_u32, xof
-from verifier.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, g_values, prescreen
-from verifier.planner import TaskInfo
+from verifier.certificate import certificate_digest, field_hashes, values_digest
+from verifier.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, prescreen
 
 FloatArray = npt.NDArray[np.float64]
-
-
-class ProtocolError(UsageError):
-    """A protocol step was called out of order or with the wrong role's data."""
-
-
-class Phase(IntEnum):
-    NEW = 0
-    OPENED = 1
-    SESSION = 2
-    ATTRIBUTION = 3
-    CHALLENGE = 4
-    EVALUATIONS = 5
-    DECIDED = 6
-
-
-def seed_commitment(label: str, seed: bytes, salt: bytes) -> bytes:
-    """``SHA-256("attribution.v1/seed-commit" 0x00 label 0x00 seed salt)``."""
-    return hashlib.sha256(
-        b"attribution.v1/seed-commit\x00" + label.encode() + b"\x00" + seed + salt
-    ).digest()
-
-
-def session_id_for(open_bytes: bytes) -> bytes:
-    """Both sides derive the session id from the open message: 16 bytes of its hash."""
-    return hashlib.sha256(b"attribution.v1/session\x00" + open_bytes).digest()[:16]
 
 
 @dataclass(frozen=True)
@@ -113,6 +93,19 @@ class Outcome:
     reason: str
     certificate: dict[str, Any]
     message: VerdictMessage
+    field_hashes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The unsigned decision: verdict, reason, per-output statistics, spot-check counts."""
+
+    verdict: str
+    reason: str
+    detail: str
+    stats: list[dict[str, Any]]
+    n_spot: int
+    spot_failures: int
 
 
 def _u64(*xs: int) -> bytes:
@@ -340,43 +333,55 @@ class VerifierSession:
         needed = Phase.EVALUATIONS if mode == "interactive" else Phase.ATTRIBUTION
         if self.phase not in (needed, Phase.CHALLENGE) or self.phase < needed:
             raise ProtocolError(f"decide: not allowed in phase {self.phase.name}")
+        evaluation = self.evaluate(spot_values, mse_values, claimed_mse)
+        return self._finish(evaluation, spot_values, mse_values)
+
+    def evaluate(
+        self,
+        spot_values: FloatArray,
+        mse_values: FloatArray | None = None,
+        claimed_mse: FloatArray | None = None,
+    ) -> Evaluation:
+        """The decision without signing (pure: also used to replay a report)."""
+        mode = self.params.mode
         rows = self.spot_check_rows()
         spot = np.asarray(spot_values, dtype=np.float64).reshape(len(rows), self.task.n_outputs)
         outputs = self.params.outputs
         stats: list[dict[str, Any]] = []
-        verdict, reason, detail = ACCEPT, "", ""
         tau = self.task.tau
-        if self.failure is None and self.attribution is None:
-            self._fail("malformed", "the attribution was never received")
-        if self.failure is None and mode == "interactive" and self.evaluations is None:
-            self._fail("malformed", "the f-values were never received")
+        failure = self.failure
+        if failure is None and self.attribution is None:
+            failure = ("malformed", "the attribution was never received")
+        if failure is None and mode == "interactive" and self.evaluations is None:
+            failure = ("malformed", "the f-values were never received")
         spot_failures = 0
-        if self.failure is None and mode == "interactive" and rows:
+        if failure is None and mode == "interactive" and rows:
             committed = need(self.evaluations, "f-values")[rows]
             diff = np.abs(committed - spot)
             bad = np.any(diff > tau, axis=1) if tau > 0 else np.any(committed != spot, axis=1)
             spot_failures = int(bad.sum())
             if spot_failures:
-                self._fail(
+                failure = (
                     "spot_check_failed",
                     f"{spot_failures} of {len(rows)} spot-checked challenges differ",
                 )
-        if self.failure is None:
+        if failure is None:
             attribution = need(self.attribution, "attribution")
             for o in outputs:
                 ok, eg2 = prescreen(
                     attribution[o], self.task.p, self.task.bound, self.params.epsilon
                 )
                 if not ok:
-                    self._fail(
-                        "prescreen", f"output {o}: E[g^2] = {eg2:.4g} exceeds (b + sqrt(eps))^2"
+                    failure = (
+                        "prescreen",
+                        f"output {o}: E[g^2] = {eg2:.4g} exceeds (b + sqrt(eps))^2",
                     )
                     break
-        if self.failure is not None:
-            verdict, (reason, detail) = REJECT, self.failure
+        if failure is not None:
+            verdict, (reason, detail) = REJECT, failure
         else:
             verdict, reason, detail, stats = self._statistics(spot, mse_values, claimed_mse)
-        return self._finish(verdict, reason, detail, stats, len(rows), spot_failures)
+        return Evaluation(verdict, reason, detail, stats, len(rows), spot_failures)
 
     def _statistics(
         self, spot: FloatArray, mse_values: FloatArray | None, claimed: FloatArray | None
@@ -431,14 +436,10 @@ class VerifierSession:
         return ACCEPT, "", "", stats
 
     def _finish(
-        self,
-        verdict: str,
-        reason: str,
-        detail: str,
-        stats: list[dict[str, Any]],
-        n_spot: int,
-        spot_failures: int,
+        self, ev: Evaluation, spot_values: FloatArray, mse_values: FloatArray | None
     ) -> Outcome:
+        verdict, reason, detail, stats = ev.verdict, ev.reason, ev.detail, ev.stats
+        n_spot, spot_failures = ev.n_spot, ev.spot_failures
         p = self.params
         s = self.secrets
         mode = p.mode
@@ -475,10 +476,11 @@ class VerifierSession:
             "outputs": stats,
             "seeds": {k: getattr(s, k).hex() for k in s.__dataclass_fields__},
             "transcript_head": self.head.hex(),
+            "spot_values_sha256": values_digest(spot_values),
+            "mse_values_sha256": values_digest(mse_values),
         }
-        digest = hashlib.sha256(
-            b"attribution.v1/certificate\x00" + _canonical(certificate)
-        ).digest()
+        hashes = field_hashes(certificate)
+        digest = certificate_digest(hashes)
         signature = self.key.sign(
             "verdict", self.session_id, self.head, verdict.encode(), reason.encode(), digest
         )
@@ -495,19 +497,4 @@ class VerifierSession:
         if self.transcript is not None:
             self._log(Direction.VERIFIER_TO_PROVER, "verdict", msg.to_bytes())
         self.phase = Phase.DECIDED
-        return Outcome(verdict, reason, certificate, msg)
-
-
-def _canonical(d: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def make_challenge_plan(
-    task: TaskInfo, params: ProtocolParams, layout: ChallengeLayout, seed_e: bytes, bind: bytes
-) -> ChallengePlan:
-    """E for these parameters (the Prover calls the same function after the reveal)."""
-    rho = params.rho
-    r32 = (prob_to_u32(rho, allow_one=True), prob_to_u32(min(1.0, 2 * rho), allow_one=True))
-    return ChallengePlan(task.n_points, layout, prob_to_u32(task.p), r32, seed_e, bind)
+        return Outcome(verdict, reason, certificate, msg, hashes)

@@ -19,13 +19,14 @@ import numpy.typing as npt
 
 from attribution.commitments import SigningKey
 from attribution.protocol.challenges import ChallengePlan
+from attribution.protocol.common import TaskInfo, g_values
 from attribution.stats import clopper_pearson
 from attribution.subsets import xof
 from attribution.tasks.runtime import OracleTask, Task
 from prover.session import ProverSession
 from prover.strategies import EvalContext, Strategy
-from verifier.decision import ACCEPT, g_values
-from verifier.planner import Plan, TaskInfo
+from verifier.decision import ACCEPT
+from verifier.planner import Plan
 from verifier.session import Outcome, VerifierSecrets, VerifierSession
 
 FloatArray = npt.NDArray[np.float64]

@@ -1,0 +1,125 @@
+"""Prover-side subcommands of ``vattr``: ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from attribution.commitments import SigningKey, load_private_key
+from attribution.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run a Prover gRPC server for one task")
+    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--attributions", type=Path, help=".npy attribution matrix (T, 1 + N)")
+    src.add_argument(
+        "--method",
+        default=None,
+        help="exact | datamodel[:R] | empirical-influence[:R] (default: exact on "
+        "the synthetic task, datamodel otherwise)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--store", type=Path, default=None, help="directory for training stores")
+    p.add_argument("--executor", choices=["serial", "local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--key", type=Path, default=None, help="Prover Ed25519 key (PEM, 0600)")
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
+    p.add_argument("--token-file", type=Path, help="accepted bearer tokens, one per line")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext on a non-loopback address (not recommended)",
+    )
+    p.add_argument("--reflection", action="store_true")
+    p.add_argument("--max-sessions-per-client", type=int, default=16)
+    p.add_argument(
+        "--strategy",
+        default="honest",
+        help="RED TEAM ONLY: serve a dishonest Prover (scale:C, corrupt:Q, ...)",
+    )
+    p.set_defaults(handler=cmd_serve)
+
+
+def build_served(
+    task: Any,
+    method: str | None,
+    attributions: Path | None,
+    strategy_text: str,
+) -> Any:
+    from prover.attributions import compute_attribution, load_attribution, residual_hint
+    from prover.service import ServedTask
+    from prover.strategies import parse_strategy
+
+    strategy = parse_strategy(strategy_text)
+    if attributions is not None:
+        honest = load_attribution(task, attributions)
+    else:
+        from attribution.tasks.runtime import OracleTask
+
+        honest = compute_attribution(
+            task, method or ("exact" if isinstance(task, OracleTask) else "datamodel")
+        )
+    A = strategy.attribution(honest, task.spec.p)
+    return ServedTask(task, A, residual_hint(task, A), strategy)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from attribution.execution import make_executor
+    from attribution.tasks import load_task, resolve_spec
+    from prover.auth import read_token_file
+    from prover.server import TLSConfig, start_server, wait_for_termination
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls = TLSConfig(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
+    if args.client_ca is not None and tls is None:
+        raise UsageError("--client-ca needs --tls-cert/--tls-key")
+    tokens = read_token_file(args.token_file) if args.token_file else None
+    key = load_private_key(args.key) if args.key else SigningKey.generate()
+    task = load_task(resolve_spec(args.task, args.overrides))
+    if args.strategy != "honest":
+        logging.getLogger("vattr.prover").warning(
+            "RED TEAM: serving a dishonest Prover (%s); never use this in production", args.strategy
+        )
+    served = build_served(task, args.method, args.attributions, args.strategy)
+    store = args.store or Path(tempfile.mkdtemp(prefix="vattr-prover-"))
+    executor = make_executor(args.executor, workers=args.workers)
+    try:
+        running = start_server(
+            served,
+            key,
+            executor,
+            store,
+            host=args.host,
+            port=args.port,
+            tls=tls,
+            tokens=tokens,
+            insecure=args.insecure,
+            reflection=args.reflection,
+            max_sessions_per_client=args.max_sessions_per_client,
+        )
+        print(
+            f"serving {task.spec.name} on {args.host}:{running.port} "
+            f"(prover key {key.fingerprint[:16]}...)",
+            file=sys.stderr,
+            flush=True,
+        )
+        wait_for_termination(running)
+    finally:
+        executor.close()
+    return 0

@@ -1,0 +1,141 @@
+"""Building and running the Prover's gRPC server (``vattr serve``).
+
+Sync gRPC server (ENGINEERING.md 1.1) with the health service always on, optional
+reflection, TLS / mutual TLS, bearer tokens, a cap on concurrent RPCs
+(RESOURCE_EXHAUSTED beyond it), ``so_reuseport`` off so that a second bind of the same
+port fails loudly, and graceful shutdown: health goes NOT_SERVING, new sessions are
+refused, running calls get ``grace`` seconds, training jobs keep their stores (resumable).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from attribution.commitments import SigningKey
+from attribution.errors import UsageError
+from attribution.execution.executors import Executor
+from attribution.v1 import prover_pb2, prover_pb2_grpc
+from prover.auth import TokenInterceptor, server_credentials
+from prover.service import ProverServicer, ServedTask
+
+log = logging.getLogger("vattr.prover")
+SERVICE_NAME = prover_pb2.DESCRIPTOR.services_by_name["ProverService"].full_name
+
+
+@dataclass
+class TLSConfig:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    servicer: ProverServicer
+    health: health.HealthServicer
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.servicer.stop()
+        self.server.stop(grace).wait()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def start_server(
+    served: ServedTask,
+    key: SigningKey,
+    executor: Executor,
+    store_root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: TLSConfig | None = None,
+    tokens: list[bytes] | None = None,
+    insecure: bool = False,
+    reflection: bool = False,
+    max_workers: int = 32,
+    max_concurrent_rpcs: int = 64,
+    max_sessions_per_client: int = 16,
+) -> RunningServer:
+    """Start serving on ``host:port`` (port 0 = a free port); returns the bound port."""
+    if tls is None and not is_loopback(host) and not insecure:
+        raise UsageError(
+            f"refusing to serve on non-loopback address {host} without TLS "
+            "(give --tls-cert/--tls-key, or --insecure explicitly)"
+        )
+    interceptors: list[grpc.ServerInterceptor] = [TokenInterceptor(tokens)] if tokens else []
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+        options=[("grpc.so_reuseport", 0)],
+    )
+    servicer = ProverServicer(
+        served, key, executor, store_root, max_sessions_per_client=max_sessions_per_client
+    )
+    prover_pb2_grpc.add_ProverServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if reflection:
+        from grpc_reflection.v1alpha import reflection as refl
+
+        refl.enable_server_reflection(
+            [SERVICE_NAME, refl.SERVICE_NAME, health.SERVICE_NAME], server
+        )
+    address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    try:
+        if tls is not None:
+            bound = server.add_secure_port(
+                address, server_credentials(tls.cert, tls.key, tls.client_ca)
+            )
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise UsageError(f"cannot bind {address}: {exc}") from exc
+    if bound == 0:
+        raise UsageError(f"cannot bind {address} (in use?)")
+    server.start()
+    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "serving %s on %s:%d (%s)",
+        served.task.spec.name,
+        host,
+        bound,
+        "TLS" if tls else "plaintext",
+    )
+    return RunningServer(server, bound, servicer, health_servicer)
+
+
+def wait_for_termination(running: RunningServer, grace: float = 30.0) -> None:
+    """Block until SIGTERM/SIGINT, then shut down gracefully."""
+    done = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        log.info("signal %d: shutting down (grace %.0f s)", signum, grace)
+        done.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    done.wait()
+    running.stop(grace)

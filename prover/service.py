@@ -1,0 +1,415 @@
+"""The Prover's gRPC servicer: sessions, training jobs, commitments and streams.
+
+Training never runs inside an RPC: ``RevealChallengeSeed`` starts a job on a background
+thread that feeds the shared executor and writes a resumable result store (one per
+session under ``store_root``); ``WatchJob`` streams its progress. Sessions live until the
+verdict (or the server stops) and survive client disconnects: a client resumes with the
+session id and token. Bad input maps to gRPC status codes (ENGINEERING.md 1.6) and never
+takes the server down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from attribution import __version__
+from attribution.commitments import LEAF_VALUES, SigningKey
+from attribution.errors import UsageError
+from attribution.execution import ResultStore, run_plan
+from attribution.execution.executors import Executor
+from attribution.protocol.common import Phase, ProtocolError, TaskInfo, g_values
+from attribution.protocol.messages import MessageError
+from attribution.tasks.runtime import Task
+from attribution.v1 import common_pb2, prover_pb2, prover_pb2_grpc
+from prover.session import ProverSession
+from prover.strategies import EvalContext, Strategy
+
+log = logging.getLogger("vattr.prover")
+FloatArray = npt.NDArray[np.float64]
+R = TypeVar("R")
+CHUNK_VALUES = 64 * LEAF_VALUES  # 512 KiB of float64 per stream message
+
+
+@dataclass
+class Job:
+    job_id: str
+    total: int
+    done: int = 0
+    state: prover_pb2.JobState.ValueType = prover_pb2.JOB_STATE_RUNNING
+    message: str = ""
+    values: FloatArray | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class ServerSession:
+    session: ProverSession
+    token: bytes
+    owner: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    attribution_body: bytes = b""
+    reveal_body: bytes = b""
+    job: Job | None = None
+    evaluations: FloatArray | None = None
+    evaluations_body: bytes = b""
+    created: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class ServedTask:
+    """What this Prover serves: the task, its attribution and (red team) a strategy."""
+
+    task: Task
+    attribution: FloatArray
+    residual_hint: tuple[float, ...]
+    strategy: Strategy
+
+    @property
+    def info(self) -> TaskInfo:
+        t = self.task
+        return TaskInfo(t.n_points, t.n_outputs, t.bound, t.tau, t.spec.p)
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _peer_identity(context: grpc.ServicerContext) -> str:
+    """Who is calling, for per-client limits: the TLS client certificate's identity, else
+    a digest of the bearer token, else the peer's host."""
+    auth: Any = context.auth_context()
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        if auth.get(key):
+            return "cert:" + b",".join(list(auth[key])).decode(errors="replace")
+    md = dict(context.invocation_metadata())
+    token = md.get("authorization")
+    if token:
+        raw = token.encode() if isinstance(token, str) else bytes(token)
+        return "token:" + hashlib.sha256(raw).hexdigest()[:16]
+    peer = context.peer()  # e.g. ipv4:127.0.0.1:53412 -- the host, not the port
+    return "peer:" + peer.rsplit(":", 1)[0]
+
+
+class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
+    def __init__(
+        self,
+        served: ServedTask,
+        key: SigningKey,
+        executor: Executor,
+        store_root: Path,
+        *,
+        max_sessions: int = 64,
+        max_sessions_per_client: int = 16,
+        batch_size: int = 256,
+    ) -> None:
+        self.served = served
+        self.key = key
+        self.executor = executor
+        self.store_root = store_root
+        self.max_sessions = max_sessions
+        self.max_sessions_per_client = max_sessions_per_client
+        self.batch_size = batch_size
+        self._sessions: dict[bytes, ServerSession] = {}
+        self._lock = threading.Lock()
+        self._executor_lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # -- plumbing ------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _call(self, context: grpc.ServicerContext, fn: Callable[..., R], *args: Any) -> R:
+        try:
+            return fn(*args)
+        except _Abort as exc:
+            context.abort(exc.code, exc.message)
+        except MessageError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except ProtocolError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except UsageError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    def _session(self, ref: prover_pb2.SessionRef) -> ServerSession:
+        if len(ref.session_id) != 16:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "session_id must be 16 bytes")
+        with self._lock:
+            s = self._sessions.get(bytes(ref.session_id))
+        if s is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, "unknown session")
+        if not hmac.compare_digest(bytes(ref.session_token), s.token):
+            raise _Abort(grpc.StatusCode.PERMISSION_DENIED, "wrong session token")
+        return s
+
+    # -- RPCs ----------------------------------------------------------------------------
+    def DescribeTasks(
+        self, request: prover_pb2.DescribeTasksRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.DescribeTasksResponse:
+        t = self.served.task
+        info = common_pb2.TaskDescription(
+            name=t.spec.name,
+            digest=t.digest,
+            num_points=t.n_points,
+            num_outputs=t.n_outputs,
+            output_bound=t.bound,
+            p_u32=round(t.spec.p * 2**32),
+            tolerance=t.tau,
+        )
+        strategy = "" if self.served.strategy.kind == "honest" else self.served.strategy.name
+        served = prover_pb2.ServedTask(
+            task=info, residual_hint=list(self.served.residual_hint), red_team_strategy=strategy
+        )
+        return prover_pb2.DescribeTasksResponse(
+            tasks=[served], prover_key=self.key.public_key_raw, version=__version__
+        )
+
+    def OpenSession(
+        self, request: prover_pb2.OpenSessionRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.OpenSessionResponse:
+        return self._call(context, self._open, bytes(request.body), _peer_identity(context))
+
+    def _open(self, body: bytes, owner: str) -> prover_pb2.OpenSessionResponse:
+        if self._stopping.is_set():
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        session = ProverSession(self.served.info, self.served.task.digest, self.key)
+        try:
+            opened = session.on_open(body)
+        except ProtocolError as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        self._check_params(session)
+        with self._lock:
+            existing = self._sessions.get(session.session_id)
+            if existing is not None:
+                raise _Abort(grpc.StatusCode.ALREADY_EXISTS, "this session is already open")
+            if len(self._sessions) >= self.max_sessions:
+                raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open sessions")
+            mine = sum(
+                1
+                for s in self._sessions.values()
+                if s.owner == owner and s.session.phase != Phase.DECIDED
+            )
+            if mine >= self.max_sessions_per_client:
+                raise _Abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"at most {self.max_sessions_per_client} open sessions per client",
+                )
+            token = secrets.token_bytes(32)
+            self._sessions[session.session_id] = ServerSession(session, token, owner)
+        log.info("session %s opened by %s", session.session_id.hex(), owner)
+        return prover_pb2.OpenSessionResponse(
+            body=opened.to_bytes(), session_id=session.session_id, session_token=token
+        )
+
+    def _check_params(self, session: ProverSession) -> None:
+        params = session.params
+        if params is None:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "missing protocol parameters")
+        if any(not 0 <= o < self.served.task.n_outputs for o in params.outputs):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "output index out of range")
+        if params.n_challenges > 50_000_000:
+            raise _Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"|E| = {params.n_challenges} exceeds this Prover's limit",
+            )
+
+    def CommitAttribution(
+        self, request: prover_pb2.CommitAttributionRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.CommitAttributionResponse:
+        return self._call(context, self._commit_attribution, request.session)
+
+    def _commit_attribution(
+        self, ref: prover_pb2.SessionRef
+    ) -> prover_pb2.CommitAttributionResponse:
+        s = self._session(ref)
+        with s.lock:
+            if not s.attribution_body:
+                msg = s.session.commit_attribution(self.served.attribution)
+                s.attribution_body = msg.to_bytes()
+            return prover_pb2.CommitAttributionResponse(body=s.attribution_body)
+
+    def RevealChallengeSeed(
+        self, request: prover_pb2.RevealChallengeSeedRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.RevealChallengeSeedResponse:
+        return self._call(context, self._reveal, request.session, bytes(request.body))
+
+    def _reveal(
+        self, ref: prover_pb2.SessionRef, body: bytes
+    ) -> prover_pb2.RevealChallengeSeedResponse:
+        s = self._session(ref)
+        with s.lock:
+            if s.job is not None:
+                if body != s.reveal_body:
+                    raise _Abort(grpc.StatusCode.ALREADY_EXISTS, "another challenge was revealed")
+                return prover_pb2.RevealChallengeSeedResponse(
+                    job_id=s.job.job_id, total=s.job.total
+                )
+            if s.session.phase != Phase.ATTRIBUTION:
+                raise _Abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "reveal the challenge after the attribution commitment",
+                )
+            plan = s.session.on_challenge(body)
+            s.reveal_body = body
+            job = Job(uuid.uuid4().hex, plan.n_rows)
+            s.job = job
+        threading.Thread(
+            target=self._train, args=(s, job), daemon=True, name=f"job-{job.job_id[:8]}"
+        ).start()
+        return prover_pb2.RevealChallengeSeedResponse(job_id=job.job_id, total=job.total)
+
+    def _train(self, s: ServerSession, job: Job) -> None:
+        task = self.served.task
+        plan = s.session.plan
+        try:
+            if plan is None:
+                raise RuntimeError("no challenge plan")
+            store_dir = self.store_root / s.session.session_id.hex()
+            with ResultStore.open(
+                store_dir,
+                task_digest=task.digest,
+                task_name=task.spec.name,
+                plan=plan.describe(),
+                n_outputs=task.n_outputs,
+                output_names=task.output_names,
+            ) as store:
+                job.done = plan.n_rows - len(store.pending_rows())
+
+                def progress(n: int) -> None:
+                    job.done += n
+
+                run_plan(
+                    task.spec, task.digest, plan, store, self.executor, self.batch_size, progress
+                )
+                job.values = np.array(store.outputs)
+            job.state = prover_pb2.JOB_STATE_DONE
+            log.info("job %s done (%d trainings)", job.job_id, job.total)
+        except Exception as exc:
+            job.state = prover_pb2.JOB_STATE_FAILED
+            job.message = f"{type(exc).__name__}: {exc}"
+            log.exception("job %s failed", job.job_id)
+        finally:
+            job.finished.set()
+
+    def WatchJob(
+        self, request: prover_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[prover_pb2.WatchJobResponse]:
+        s = self._call(context, self._session, request.session)
+        job = s.job
+        if job is None or job.job_id != request.job_id:
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown job")
+        last = -1
+        while context.is_active():
+            finished = job.finished.wait(timeout=0.25)
+            if job.done != last or finished:
+                last = job.done
+                yield prover_pb2.WatchJobResponse(
+                    state=job.state, done=job.done, total=job.total, message=job.message
+                )
+            if finished:
+                return
+
+    def CommitEvaluations(
+        self, request: prover_pb2.CommitEvaluationsRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.CommitEvaluationsResponse:
+        return self._call(context, self._commit_evaluations, request.session)
+
+    def _commit_evaluations(
+        self, ref: prover_pb2.SessionRef
+    ) -> prover_pb2.CommitEvaluationsResponse:
+        s = self._session(ref)
+        with s.lock:
+            if s.evaluations_body:
+                return prover_pb2.CommitEvaluationsResponse(body=s.evaluations_body)
+            job = s.job
+            if job is None or job.state != prover_pb2.JOB_STATE_DONE or job.values is None:
+                raise _Abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, "the training job of E has not finished"
+                )
+            values = job.values
+            strategy = self.served.strategy
+            if strategy.corrupts and s.session.plan is not None and s.session.params is not None:
+                plan = s.session.plan
+                masks = plan.masks(range(plan.n_rows))
+                A = self.served.attribution
+                g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
+                values = strategy.evaluations(
+                    values, EvalContext(s.session.params, plan.layout, self.served.task.bound, g)
+                )
+            msg = s.session.commit_evaluations(values)
+            s.evaluations = values
+            s.evaluations_body = msg.to_bytes()
+            return prover_pb2.CommitEvaluationsResponse(body=s.evaluations_body)
+
+    def _chunks(self, values: FloatArray, kind: str) -> Iterator[Any]:
+        flat = np.ascontiguousarray(values, dtype="<f8").ravel()
+        total = flat.size
+        cls = (
+            prover_pb2.StreamEvaluationsResponse
+            if kind == "evaluations"
+            else prover_pb2.StreamAttributionResponse
+        )
+        for start in range(0, total, CHUNK_VALUES):
+            part = flat[start : start + CHUNK_VALUES]
+            yield cls(
+                chunk=common_pb2.Float64Chunk(offset=start, values_f64le=part.tobytes()),
+                total=total,
+            )
+        if total == 0:
+            yield cls(chunk=common_pb2.Float64Chunk(offset=0, values_f64le=b""), total=0)
+
+    def StreamEvaluations(
+        self, request: prover_pb2.StreamEvaluationsRequest, context: grpc.ServicerContext
+    ) -> Iterator[prover_pb2.StreamEvaluationsResponse]:
+        s = self._call(context, self._session, request.session)
+        if s.evaluations is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the f-values are streamed after their commitment",
+            )
+        values = self.served.strategy.stream_evaluations(s.evaluations)
+        yield from self._chunks(values, "evaluations")
+
+    def StreamAttribution(
+        self, request: prover_pb2.StreamAttributionRequest, context: grpc.ServicerContext
+    ) -> Iterator[prover_pb2.StreamAttributionResponse]:
+        s = self._call(context, self._session, request.session)
+        if not s.attribution_body:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the attribution is streamed after its commitment",
+            )
+        yield from self._chunks(
+            self.served.strategy.stream_attribution(self.served.attribution), "attribution"
+        )
+
+    def DeliverVerdict(
+        self, request: prover_pb2.DeliverVerdictRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.DeliverVerdictResponse:
+        return self._call(context, self._verdict, request.session, bytes(request.body))
+
+    def _verdict(
+        self, ref: prover_pb2.SessionRef, body: bytes
+    ) -> prover_pb2.DeliverVerdictResponse:
+        s = self._session(ref)
+        with s.lock:
+            msg = s.session.on_verdict(body)
+        log.info("session %s: verdict %s %s", s.session.session_id.hex(), msg.verdict, msg.reason)
+        return prover_pb2.DeliverVerdictResponse(acknowledged=True)

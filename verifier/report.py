@@ -1,0 +1,377 @@
+"""Signed audit reports: writing them, and checking them offline (``vattr check``).
+
+A report is ``REPORT.json`` plus ``REPORT.values.npz`` (the attribution, the f-values of
+E, the Verifier's spot-check and MSE values). The JSON holds the certificate, its
+per-field hashes (:mod:`verifier.certificate`), the Verifier's signed verdict message,
+and the full transcript log (every protocol message as sent). Everything a checker needs
+is inside: the Verifier's secret seeds are revealed in the certificate, so any party can
+re-derive E, C and M and recompute the decision.
+
+Checks (each failure names the broken field):
+1. every certificate field matches its recorded hash, and the hash map matches the
+   signed digest; the Verifier's Ed25519 signature verifies;
+2. the transcript chain recomputes to the signed head and ends with the verdict message;
+3. the open message carries the task digest, parameters and Verifier key of the
+   certificate, and commits to the revealed seeds; the Prover's signatures on its
+   opening and both commitments verify, and the committed roots are the certificate's;
+4. the values file reproduces both Merkle roots and the spot/MSE value digests;
+5. ``--replay``: E, C and M are re-derived from the revealed seeds and the decision is
+   recomputed from the recorded values;
+6. ``--retrain K``: K spot checks are retrained locally and compared within tau.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.commitments import SigningKey, Transcript, vector_root, verify
+from attribution.commitments.errors import TranscriptError
+from attribution.errors import UsageError
+from attribution.protocol.common import TaskInfo, seed_commitment
+from attribution.protocol.messages import (
+    AttributionCommitment,
+    EvaluationCommitment,
+    MessageError,
+    OpenSession,
+    SessionOpened,
+    VerdictMessage,
+    decode,
+)
+from attribution.protocol.params import ProtocolParams
+from verifier.certificate import certificate_digest, changed_fields, values_digest
+from verifier.session import Outcome, VerifierSecrets, VerifierSession
+
+FloatArray = npt.NDArray[np.float64]
+FORMAT = "vattr-report/1"
+
+
+def values_path(report_path: Path) -> Path:
+    return report_path.with_name(report_path.stem + ".values.npz")
+
+
+def build_report(
+    outcome: Outcome,
+    session: VerifierSession,
+    task_name: str,
+    values: dict[str, FloatArray | None],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON part of a report (values go to the ``.values.npz`` file)."""
+    transcript = session.transcript
+    return {
+        "format": FORMAT,
+        "verdict": outcome.verdict,
+        "reason": outcome.reason,
+        "task": {
+            "name": task_name,
+            "n_points": session.task.n_points,
+            "n_outputs": session.task.n_outputs,
+            "bound": session.task.bound,
+            "tau": session.task.tau,
+            "p": session.task.p,
+        },
+        "certificate": outcome.certificate,
+        "field_hashes": outcome.field_hashes,
+        "verdict_message": outcome.message.to_bytes().decode(),
+        "transcript_jsonl": transcript.to_jsonl() if transcript is not None else "",
+        "values_file": "",
+        **(extra or {}),
+    }
+
+
+def write_report(path: Path, report: dict[str, Any], values: dict[str, FloatArray | None]) -> Path:
+    """Write ``path`` and its values file atomically; returns the values file's path."""
+    vpath = values_path(path)
+    report = {**report, "values_file": vpath.name}
+    buf = io.BytesIO()
+    arrays: dict[str, Any] = {
+        k: (np.zeros(0) if v is None else np.asarray(v, dtype=np.float64))
+        for k, v in values.items()
+    }
+    np.savez(
+        buf,
+        **arrays,
+    )
+    for target, data in (
+        (vpath, buf.getvalue()),
+        (path, json.dumps(report, indent=1, sort_keys=True).encode()),
+    ):
+        tmp = target.with_name(target.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    return vpath
+
+
+@dataclass
+class CheckResult:
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, field_name: str, why: str) -> None:
+        self.ok = False
+        self.problems.append(f"{field_name}: {why}")
+
+
+def load_report(path: Path) -> tuple[dict[str, Any], dict[str, FloatArray]]:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read report {path}: {exc}") from exc
+    if not isinstance(report, dict) or report.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a {FORMAT} report")
+    vpath = path.with_name(str(report.get("values_file") or values_path(path).name))
+    values: dict[str, FloatArray] = {}
+    try:
+        with np.load(vpath, allow_pickle=False) as z:
+            values = {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+    except (OSError, ValueError) as exc:
+        values = {}
+        report.setdefault("_load_errors", []).append(f"values file {vpath.name}: {exc}")
+    return report, values
+
+
+def _u64(*xs: int) -> bytes:
+    return b"".join(struct.pack(">Q", x) for x in xs)
+
+
+def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckResult:
+    """Verify a report (see the module docstring); never raises on bad content."""
+    res = CheckResult()
+    report, values = load_report(path)
+    for err in report.pop("_load_errors", []):
+        res.fail("values_file", err)
+    cert = report.get("certificate")
+    hashes = report.get("field_hashes")
+    if not isinstance(cert, dict) or not isinstance(hashes, dict):
+        res.fail("certificate", "missing")
+        return res
+    for p in changed_fields(cert, hashes):
+        res.fail(f"certificate.{p}", "does not match its signed hash")
+    try:
+        vmsg = decode(str(report.get("verdict_message", "")).encode(), VerdictMessage)
+    except MessageError as exc:
+        res.fail("verdict_message", str(exc))
+        return res
+    if certificate_digest(hashes) != vmsg.certificate_digest:
+        res.fail("field_hashes", "do not match the signed certificate digest")
+    try:
+        vkey = bytes.fromhex(str(cert.get("verifier_key", "")))
+        session_id = bytes.fromhex(str(cert.get("session_id", "")))
+        head = bytes.fromhex(str(cert.get("transcript_head", "")))
+    except ValueError:
+        res.fail("certificate", "keys, session id or head are not hex")
+        return res
+    if not verify(
+        vkey,
+        vmsg.signature,
+        "verdict",
+        session_id,
+        head,
+        vmsg.verdict.encode(),
+        vmsg.reason.encode(),
+        vmsg.certificate_digest,
+    ):
+        res.fail("verdict_message.signature", "the Verifier's signature does not verify")
+    for name, value in (("verdict", vmsg.verdict), ("reason", vmsg.reason)):
+        if report.get(name) != value or cert.get(name) != value:
+            res.fail(name, f"differs from the signed verdict message ({value!r})")
+    _check_transcript(report, cert, vmsg, head, res)
+    _check_values(cert, values, res)
+    if res.ok and (replay or retrain):
+        _replay(report, cert, values, vmsg, res, retrain)
+    return res
+
+
+def _entries(report: dict[str, Any], head: bytes, res: CheckResult) -> list[Any] | None:
+    try:
+        t = Transcript.from_jsonl(str(report.get("transcript_jsonl", "")))
+    except (TranscriptError, ValueError, KeyError) as exc:
+        res.fail("transcript_jsonl", f"broken chain: {exc}")
+        return None
+    entries = list(t.entries)
+    if len(entries) < 2 or entries[-2].head != head:
+        res.fail("transcript_jsonl", "does not reach the signed transcript head")
+        return None
+    return entries
+
+
+def _check_transcript(
+    report: dict[str, Any],
+    cert: dict[str, Any],
+    vmsg: VerdictMessage,
+    head: bytes,
+    res: CheckResult,
+) -> None:
+    entries = _entries(report, head, res)
+    if entries is None:
+        return
+    if entries[-1].label != "verdict" or entries[-1].msg != vmsg.to_bytes():
+        res.fail("transcript_jsonl", "the last entry is not the signed verdict message")
+    by_label = {e.label: e for e in entries}
+    heads = {e.index: e.head for e in entries}
+    try:
+        open_msg = decode(by_label["open"].msg, OpenSession)
+        opened = decode(by_label["opened"].msg, SessionOpened)
+        commit_a = decode(by_label["commit_attribution"].msg, AttributionCommitment)
+    except (KeyError, MessageError) as exc:
+        res.fail("transcript_jsonl", f"missing or malformed protocol message: {exc}")
+        return
+    if open_msg.task_digest.hex() != cert.get("task_digest"):
+        res.fail("certificate.task_digest", "differs from the open message")
+    if open_msg.params != cert.get("params"):
+        res.fail("certificate.params", "differ from the open message")
+    if open_msg.verifier_key.hex() != cert.get("verifier_key"):
+        res.fail("certificate.verifier_key", "differs from the open message")
+    seeds = cert.get("seeds", {})
+    try:
+        for label, seed, salt, com in (
+            ("E", "seed_e", "salt_e", open_msg.commit_e),
+            ("C", "seed_c", "salt_c", open_msg.commit_c),
+            ("M", "seed_m", "salt_m", open_msg.commit_m),
+        ):
+            if (
+                seed_commitment(label, bytes.fromhex(seeds[seed]), bytes.fromhex(seeds[salt]))
+                != com
+            ):
+                res.fail(f"certificate.seeds.{seed}", "does not match the commitment at open")
+    except (KeyError, ValueError):
+        res.fail("certificate.seeds", "missing or not hex")
+    if (vmsg.seed_c.hex(), vmsg.seed_m.hex()) != (seeds.get("seed_c"), seeds.get("seed_m")):
+        res.fail("verdict_message", "revealed seeds differ from the certificate's")
+    pkey = opened.prover_key
+    if pkey.hex() != cert.get("prover_key"):
+        res.fail("certificate.prover_key", "differs from the Prover's opening")
+    e_open = by_label["opened"]
+    if not verify(
+        pkey, opened.signature, "opened", opened.session_id, opened.nonce, heads[e_open.index - 1]
+    ):
+        res.fail("transcript_jsonl.opened", "the Prover's signature does not verify")
+    e_a = by_label["commit_attribution"]
+    if not verify(
+        pkey,
+        commit_a.signature,
+        "commit/attribution",
+        opened.session_id,
+        commit_a.root,
+        _u64(commit_a.rows, commit_a.cols),
+        heads[e_a.index - 1],
+    ):
+        res.fail("transcript_jsonl.commit_attribution", "the Prover's signature does not verify")
+    if commit_a.root.hex() != cert.get("attribution_root"):
+        res.fail("certificate.attribution_root", "differs from the Prover's commitment")
+    if "commit_evaluations" in by_label:
+        e_f = by_label["commit_evaluations"]
+        try:
+            commit_f = decode(e_f.msg, EvaluationCommitment)
+        except MessageError as exc:
+            res.fail("transcript_jsonl.commit_evaluations", str(exc))
+            return
+        if not verify(
+            pkey,
+            commit_f.signature,
+            "commit/evaluations",
+            opened.session_id,
+            commit_f.root,
+            _u64(commit_f.rows, commit_f.cols),
+            heads[e_f.index - 1],
+        ):
+            res.fail(
+                "transcript_jsonl.commit_evaluations", "the Prover's signature does not verify"
+            )
+        if commit_f.root.hex() != cert.get("evaluations_root"):
+            res.fail("certificate.evaluations_root", "differs from the Prover's commitment")
+
+
+def _check_values(cert: dict[str, Any], values: dict[str, FloatArray], res: CheckResult) -> None:
+    if not values:
+        return
+    a = values.get("attribution")
+    if a is None or a.size == 0 or vector_root(a.ravel()).hex() != cert.get("attribution_root"):
+        res.fail("values.attribution", "does not reproduce the committed attribution root")
+    f = values.get("evaluations")
+    if cert.get("evaluations_root") and (
+        f is None or vector_root(f.ravel()).hex() != cert.get("evaluations_root")
+    ):
+        res.fail("values.evaluations", "does not reproduce the committed f-value root")
+    for name, key in (("spot", "spot_values_sha256"), ("mse", "mse_values_sha256")):
+        v = values.get(name)
+        recorded = cert.get(key)
+        got = "none" if v is None or (v.size == 0 and recorded == "none") else values_digest(v)
+        if got != recorded:
+            res.fail(f"values.{name}", f"digest {got} != certificate {recorded}")
+
+
+def _replay(
+    report: dict[str, Any],
+    cert: dict[str, Any],
+    values: dict[str, FloatArray],
+    vmsg: VerdictMessage,
+    res: CheckResult,
+    retrain: int,
+) -> None:
+    from attribution.tasks import load_task, resolve_spec
+
+    t = report["task"]
+    params = ProtocolParams.from_dict(cert["params"])
+    info = TaskInfo(
+        int(t["n_points"]), int(t["n_outputs"]), float(t["bound"]), float(t["tau"]), float(t["p"])
+    )
+    seeds = {k: bytes.fromhex(v) for k, v in cert["seeds"].items()}
+    secrets = VerifierSecrets(**seeds)
+    entries = Transcript.from_jsonl(report["transcript_jsonl"]).entries
+    opened = decode(next(e.msg for e in entries if e.label == "opened"), SessionOpened)
+    session = VerifierSession(
+        info, bytes.fromhex(cert["task_digest"]), params, SigningKey.generate(), secrets
+    )
+    session.session_id = bytes.fromhex(cert["session_id"])
+    session.nonce = opened.nonce
+    session.root_a = bytes.fromhex(cert["attribution_root"])
+    session.attribution = values["attribution"].reshape(info.n_outputs, info.n_points + 1)
+    f = values.get("evaluations")
+    session.evaluations = f.reshape(-1, info.n_outputs) if f is not None and f.size else None
+    spot = values["spot"]
+    mse = values.get("mse")
+    ev = session.evaluate(spot, mse if mse is not None and mse.size else None)
+    res.notes.append(f"replayed: {ev.verdict} {ev.reason}".strip())
+    if (ev.verdict, ev.reason) != (vmsg.verdict, vmsg.reason):
+        res.fail(
+            "verdict",
+            f"replay gives {ev.verdict} {ev.reason}, report says {vmsg.verdict} {vmsg.reason}",
+        )
+    for i, (got, rec) in enumerate(zip(ev.stats, cert.get("outputs", []), strict=False)):
+        for k, v in got.items():
+            r = rec.get(k)
+            if isinstance(v, float) and isinstance(r, float):
+                if not math.isclose(v, r, rel_tol=1e-9, abs_tol=1e-12):
+                    res.fail(f"certificate.outputs.{i}.{k}", f"replay gives {v!r}, report {r!r}")
+            elif v != r and k != "budget_to_decide":
+                res.fail(f"certificate.outputs.{i}.{k}", f"replay gives {v!r}, report {r!r}")
+    if retrain:
+        task = load_task(resolve_spec(t["name"]))
+        if task.digest.hex() != cert["task_digest"]:
+            res.fail("task", "the local task's digest differs from the report's")
+            return
+        rows = session.spot_check_rows()[:retrain]
+        if session.evaluations is None:
+            res.notes.append("no Prover f-values to retrain against (non-interactive run)")
+            return
+        plan = session.challenge_plan()
+        local = task.train_batch(plan.masks(rows), plan.seeds(rows))
+        diff = float(np.max(np.abs(local - session.evaluations[rows]))) if rows else 0.0
+        res.notes.append(f"retrained {len(rows)} spot checks: max |diff| {diff:.3g}")
+        if diff > info.tau or (info.tau == 0 and diff != 0):
+            res.fail("values.evaluations", f"retrained spot checks differ by {diff:.3g}")
