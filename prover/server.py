@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def start_server(
     max_workers: int = 32,
     max_concurrent_rpcs: int = 64,
     max_sessions_per_client: int = 16,
+    nonce_source: Callable[[], bytes] | None = None,
 ) -> RunningServer:
     """Start serving on ``host:port`` (port 0 = a free port); returns the bound port."""
     if tls is None and not is_loopback(host) and not insecure:
@@ -91,7 +93,12 @@ def start_server(
         options=[("grpc.so_reuseport", 0)],
     )
     servicer = ProverServicer(
-        served, key, executor, store_root, max_sessions_per_client=max_sessions_per_client
+        served,
+        key,
+        executor,
+        store_root,
+        max_sessions_per_client=max_sessions_per_client,
+        nonce_source=nonce_source,
     )
     prover_pb2_grpc.add_ProverServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()

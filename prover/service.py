@@ -118,7 +118,10 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         max_sessions: int = 64,
         max_sessions_per_client: int = 16,
         batch_size: int = 256,
+        nonce_source: Callable[[], bytes] | None = None,
     ) -> None:
+        # nonce_source: reproducible nonces for tests and benchmarks only (default: random)
+        self._nonce_source = nonce_source
         self.served = served
         self.key = key
         self.executor = executor
@@ -189,7 +192,8 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
     def _open(self, body: bytes, owner: str) -> prover_pb2.OpenSessionResponse:
         if self._stopping.is_set():
             raise _Abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
-        session = ProverSession(self.served.info, self.served.task.digest, self.key)
+        nonce = self._nonce_source() if self._nonce_source is not None else None
+        session = ProverSession(self.served.info, self.served.task.digest, self.key, nonce)
         try:
             opened = session.on_open(body)
         except ProtocolError as exc:

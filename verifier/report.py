@@ -37,7 +37,7 @@ import numpy.typing as npt
 from attribution.commitments import SigningKey, Transcript, vector_root, verify
 from attribution.commitments.errors import TranscriptError
 from attribution.errors import UsageError
-from attribution.protocol.common import TaskInfo, seed_commitment
+from attribution.protocol.common import Phase, TaskInfo, seed_commitment
 from attribution.protocol.messages import (
     AttributionCommitment,
     EvaluationCommitment,
@@ -343,6 +343,7 @@ def _replay(
     session.attribution = values["attribution"].reshape(info.n_outputs, info.n_points + 1)
     f = values.get("evaluations")
     session.evaluations = f.reshape(-1, info.n_outputs) if f is not None and f.size else None
+    session.phase = Phase.EVALUATIONS if params.mode == "interactive" else Phase.ATTRIBUTION
     spot = values["spot"]
     mse = values.get("mse")
     ev = session.evaluate(spot, mse if mse is not None and mse.size else None)

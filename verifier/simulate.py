@@ -55,6 +55,27 @@ def _train(
     )
 
 
+@dataclass(frozen=True)
+class RunKeys:
+    """Everything random in one simulated run, derived from (seed, run): the Verifier's
+    secrets come from ``master``, the Prover's nonce is ``nonce``."""
+
+    master: bytes
+    verifier_key: SigningKey
+    prover_key: SigningKey
+    nonce: bytes
+
+
+def run_keys(seed: int, run: int) -> RunKeys:
+    master = xof("simulate", seed.to_bytes(8, "big"), b"", [run], 32)
+    return RunKeys(
+        master,
+        SigningKey.from_seed(xof("verifier-key", master, b"", [], 32)),
+        SigningKey.from_seed(xof("prover-key", master, b"", [], 32)),
+        xof("nonce", master, b"", [], 32),
+    )
+
+
 @dataclass
 class RunResult:
     outcome: Outcome
@@ -75,9 +96,9 @@ def run_once(
     start = time.perf_counter()
     params = plan.params
     info = task_info(task)
-    master = xof("simulate", seed.to_bytes(8, "big"), b"", [run], 32)
-    verifier_key = SigningKey.from_seed(xof("verifier-key", master, b"", [], 32))
-    prover_key = SigningKey.from_seed(xof("prover-key", master, b"", [], 32))
+    keys = run_keys(seed, run)
+    master = keys.master
+    verifier_key, prover_key = keys.verifier_key, keys.prover_key
     verifier = VerifierSession(
         info,
         task.digest,
@@ -86,7 +107,7 @@ def run_once(
         VerifierSecrets.derive(master),
         masks_fn=_plan_masks,
     )
-    prover = ProverSession(info, task.digest, prover_key, nonce=xof("nonce", master, b"", [], 32))
+    prover = ProverSession(info, task.digest, prover_key, nonce=keys.nonce)
     verifier.on_opened(prover.on_open(verifier.open().to_bytes()).to_bytes())
     A = strategy.attribution(honest, info.p)
     verifier.on_attribution_commitment(prover.commit_attribution(A).to_bytes())

@@ -1,0 +1,72 @@
+"""A real audit over gRPC on loopback: bit-identical to the in-process simulation with the
+same seeds, and its report checks out offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attribution.execution import SerialExecutor
+from attribution.tasks import load_task, resolve_spec
+from prover.commands import build_served
+from prover.server import start_server
+from prover.strategies import parse_strategy
+from verifier.client import ProverClient, run_audit
+from verifier.planner import plan_run
+from verifier.report import build_report, check_report, write_report
+from verifier.session import VerifierSecrets
+from verifier.simulate import run_keys, run_once, task_info
+
+
+def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
+    task = load_task(resolve_spec("synthetic"))
+    plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
+    for strategy in ("honest", "scale:0.5"):
+        served = build_served(task, "exact", None, strategy)
+        keys = run_keys(seed=9, run=0)
+        simulated = run_once(
+            task,
+            plan,
+            parse_strategy(strategy),
+            build_served(task, "exact", None, "honest").attribution,
+            9,
+            0,
+        )
+        running = start_server(
+            served,
+            keys.prover_key,
+            SerialExecutor(),
+            tmp_path / strategy,
+            nonce_source=lambda k=keys: k.nonce,
+        )
+        try:
+            with ProverClient(f"127.0.0.1:{running.port}") as client:
+                client.wait_ready()
+                audited = run_audit(
+                    client,
+                    task,
+                    plan,
+                    keys.verifier_key,
+                    tmp_path / f"v-{strategy}",
+                    executor="serial",
+                    quiet=True,
+                    secrets=VerifierSecrets.derive(keys.master),
+                )
+        finally:
+            running.stop(0)
+        a, s = audited.outcome.certificate, simulated.outcome.certificate
+        assert a["outputs"] == s["outputs"]  # every statistic, bit for bit
+        assert (a["verdict"], a["reason"]) == (s["verdict"], s["reason"])
+        assert a["evaluations_root"] == s["evaluations_root"]
+        assert a["transcript_head"] == s["transcript_head"]
+
+        sess = audited.session
+        values = {
+            "attribution": sess.attribution,
+            "evaluations": sess.evaluations,
+            "spot": audited.spot_values,
+            "mse": audited.mse_values,
+        }
+        path = tmp_path / f"{strategy}.json"
+        write_report(path, build_report(audited.outcome, sess, task.spec.name, values), values)
+        result = check_report(path, replay=True)
+        assert result.ok, result.problems
