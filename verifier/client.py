@@ -22,6 +22,7 @@ import numpy.typing as npt
 from attribution.commitments import SigningKey
 from attribution.errors import UsageError
 from attribution.execution import ResultStore, make_executor, run_plan
+from attribution.execution.plan import RowSubset
 from attribution.progress import Progress
 from attribution.protocol.common import TaskInfo
 from attribution.tasks.runtime import Task
@@ -145,26 +146,7 @@ def _train_local(
     if not rows:
         return np.zeros((0, task.n_outputs))
 
-    class Subset:
-        def __init__(self, plan: Any, rows: list[int]) -> None:
-            self.plan, self.rows = plan, rows
-            self.n_points, self.n_rows = plan.n_points, len(rows)
-
-        def masks(self, idx: Any) -> Any:
-            return self.plan.masks([self.rows[i] for i in idx])
-
-        def seeds(self, idx: Any) -> list[bytes]:
-            return list(self.plan.seeds([self.rows[i] for i in idx]))
-
-        def describe(self) -> dict[str, Any]:
-            return {
-                **self.plan.describe(),
-                "kind": "subset-of-" + str(self.plan.describe()["kind"]),
-                "n_rows": len(self.rows),
-                "rows_digest": _rows_digest(self.rows),
-            }
-
-    sub = Subset(plan, rows)
+    sub = RowSubset(plan, tuple(rows))
     executor = make_executor(executor_kind)
     try:
         with ResultStore.open(
@@ -180,12 +162,6 @@ def _train_local(
             return np.array(store.outputs)
     finally:
         executor.close()
-
-
-def _rows_digest(rows: list[int]) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.asarray(rows, dtype=">u8").tobytes()).hexdigest()
 
 
 def describe_prover(client: ProverClient) -> Any:

@@ -84,3 +84,38 @@ def retrain_plan(
         seed=int_seed(seed),
         bind=bind_digest(task_digest, b"retrain"),
     )
+
+
+@dataclass(frozen=True)
+class RowSubset:
+    """Rows ``rows`` of another plan, renumbered 0..len(rows)-1 (e.g. the Verifier's spot
+    checks: a few rows of the challenge set E)."""
+
+    plan: Any
+    rows: tuple[int, ...]
+
+    @property
+    def n_points(self) -> int:
+        return int(self.plan.n_points)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    def masks(self, rows: Sequence[int]) -> npt.NDArray[np.bool_]:
+        return np.asarray(self.plan.masks([self.rows[i] for i in rows]), dtype=bool)
+
+    def seeds(self, rows: Sequence[int]) -> list[bytes]:
+        return list(self.plan.seeds([self.rows[i] for i in rows]))
+
+    def describe(self) -> dict[str, Any]:
+        import hashlib
+
+        inner = self.plan.describe()
+        digest = hashlib.sha256(np.asarray(self.rows, dtype=">u8").tobytes()).hexdigest()
+        return {
+            **inner,
+            "kind": f"rows-of-{inner['kind']}",
+            "n_rows": len(self.rows),
+            "rows_sha256": digest,
+        }
