@@ -65,10 +65,15 @@ def register(sub: Any) -> None:
     p.add_argument("--m", type=int, default=None, help="explicit: local MSE samples")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plan-only", action="store_true",
-                   help="print the planned sizes and costs, train nothing")
-    p.add_argument("--max-trainings", type=int, default=20_000_000,
-                   help="refuse plans with more trainings per run than this")
+    p.add_argument(
+        "--plan-only", action="store_true", help="print the planned sizes and costs, train nothing"
+    )
+    p.add_argument(
+        "--max-trainings",
+        type=int,
+        default=20_000_000,
+        help="refuse plans with more trainings per run than this",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_simulate)

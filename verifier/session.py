@@ -199,29 +199,28 @@ class VerifierSession:
         self.phase = Phase.SESSION
 
     # -- 2 ---------------------------------------------------------------------------
+    def _on_commit(
+        self,
+        data: bytes,
+        kind: type[AttributionCommitment] | type[EvaluationCommitment],
+        what: str,
+        shape: tuple[int, int],
+    ) -> bytes:
+        """Decode, log and check a signed commitment; a wrong shape fixes REJECT."""
+        head = self.head
+        msg = decode(data, kind)
+        self._log(Direction.PROVER_TO_VERIFIER, f"commit_{what}", data)
+        fields = (self.session_id, msg.root, _u64(msg.rows, msg.cols), head)
+        if not verify(self.prover_key, msg.signature, f"commit/{what}", *fields):
+            raise ProtocolError(f"bad Prover signature on the {what} commitment")
+        if (msg.rows, msg.cols) != shape:
+            self._fail("malformed", f"{what} shape ({msg.rows}, {msg.cols}) != {shape}")
+        return msg.root
+
     def on_attribution_commitment(self, data: bytes) -> None:
         self._expect(Phase.SESSION, "on_attribution_commitment")
-        head = self.head
-        msg = decode(data, AttributionCommitment)
-        self._log(Direction.PROVER_TO_VERIFIER, "commit_attribution", data)
-        ok = verify(
-            self.prover_key,
-            msg.signature,
-            "commit/attribution",
-            self.session_id,
-            msg.root,
-            _u64(msg.rows, msg.cols),
-            head,
-        )
-        if not ok:
-            raise ProtocolError("bad Prover signature on the attribution commitment")
-        if (msg.rows, msg.cols) != (self.task.n_outputs, self.task.n_points + 1):
-            self._fail(
-                "malformed",
-                f"attribution shape ({msg.rows}, {msg.cols}) != "
-                f"({self.task.n_outputs}, {self.task.n_points + 1})",
-            )
-        self.root_a = msg.root
+        shape = (self.task.n_outputs, self.task.n_points + 1)
+        self.root_a = self._on_commit(data, AttributionCommitment, "attribution", shape)
         self.phase = Phase.ATTRIBUTION
 
     # -- 3 ---------------------------------------------------------------------------
@@ -242,27 +241,8 @@ class VerifierSession:
     # -- 5 ---------------------------------------------------------------------------
     def on_evaluation_commitment(self, data: bytes) -> None:
         self._expect(Phase.CHALLENGE, "on_evaluation_commitment")
-        head = self.head
-        msg = decode(data, EvaluationCommitment)
-        self._log(Direction.PROVER_TO_VERIFIER, "commit_evaluations", data)
-        ok = verify(
-            self.prover_key,
-            msg.signature,
-            "commit/evaluations",
-            self.session_id,
-            msg.root,
-            _u64(msg.rows, msg.cols),
-            head,
-        )
-        if not ok:
-            raise ProtocolError("bad Prover signature on the evaluation commitment")
-        if (msg.rows, msg.cols) != (self.layout.n_rows, self.task.n_outputs):
-            self._fail(
-                "malformed",
-                f"evaluations shape ({msg.rows}, {msg.cols}) != "
-                f"({self.layout.n_rows}, {self.task.n_outputs})",
-            )
-        self.root_f = msg.root
+        shape = (self.layout.n_rows, self.task.n_outputs)
+        self.root_f = self._on_commit(data, EvaluationCommitment, "evaluations", shape)
         self.phase = Phase.EVALUATIONS
 
     def receive_attribution(self, values: npt.ArrayLike) -> None:
