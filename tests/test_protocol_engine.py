@@ -193,3 +193,25 @@ def test_breast_cancer_honest_accepted_scaled_rejected() -> None:
     bad = run_once(task, plan, parse_strategy("scale:0.5"), honest, 0, 1).outcome
     assert ok.verdict == "ACCEPT"
     assert (bad.verdict, bad.reason) == ("REJECT", "mse_gap")
+
+
+@pytest.mark.parametrize("mse_source", ["local", "delegated"])
+def test_paper_estimator_both_mse_sources(synthetic, mse_source: str) -> None:  # type: ignore[no-untyped-def]
+    """The paper's estimator (MSE minus B_>=2): an honest Prover is never rejected, an
+    attribution with err = 12 eps is; delegated MSE costs the Verifier only k trainings."""
+    task, honest, _ = synthetic
+    plan = plan_run(
+        task_info(task),
+        0.2,
+        0.05,
+        estimator="paper",
+        preset="explicit",
+        rho=0.1,
+        explicit={"n": 6000, "k": 500, "m": 6000},
+        mse_source=mse_source,
+    )
+    assert plan.verifier_trainings == (500 if mse_source == "delegated" else 6500)
+    ok = simulate(task, plan, parse_strategy("honest"), honest, runs=2, seed=6)
+    bad = simulate(task, plan, parse_strategy("noise:0.05"), honest, runs=2, seed=6)
+    assert ok.verdicts.get("REJECT", 0) == 0
+    assert bad.verdicts.get("REJECT", 0) == 2

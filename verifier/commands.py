@@ -39,6 +39,13 @@ def register(sub: Any) -> None:
     p.add_argument("--preset", choices=PRESETS, default="practical")
     p.add_argument("--estimator", choices=ESTIMATORS, default="residual")
     p.add_argument("--baseline", choices=["naive", "noninteractive"], default=None)
+    p.add_argument(
+        "--mse-source",
+        choices=["local", "delegated"],
+        default="local",
+        help="paper estimator: MSE from the Verifier's own trainings (local) or "
+        "from the Prover's spot-checked singletons of E (delegated)",
+    )
     p.add_argument("--rho", type=float, default=None, help="noise level (default: planned)")
     p.add_argument(
         "--hint",
@@ -255,6 +262,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         outputs=outputs,
         hint=hint,
         explicit=explicit,
+        mse_source=args.mse_source,
     )
     print(plan.describe(), file=sys.stderr)
     if args.plan_only:
@@ -352,6 +360,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 rho=args.rho,
                 outputs=outputs,
                 hint=hint,
+                mse_source=args.mse_source,
             )
             if not quiet:
                 print(plan.describe(), file=sys.stderr)

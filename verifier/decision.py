@@ -140,6 +140,15 @@ def decide_output(
         singles = f_e[layout.single_rows()]
         sample = LevelSample(*(fl[k][0] * fl[k][1] for k in LEVELS), s1=singles * singles)
         charges = corruption_charges(fl, None, singles, rho, target, b)
+        if params.mse_source == "delegated":
+            # the MSE comes from the Prover's singleton values (B_p subsets with fresh
+            # seeds, spot-checked like every value of E); a corrupted singleton also
+            # moves the MSE by at most (b + |g|)^2 / N_1
+            g_single = g_e[layout.single_rows()]
+            mse_terms = (singles - g_single) ** 2
+            n1 = singles.size
+            extra = np.concatenate([np.zeros(charges.size - n1), (b + np.abs(g_single)) ** 2 / n1])
+            charges = charges + extra
         r_max = b + tau
         b3_values = singles * singles
     est = estimate(sample, rho, target, params.fit)

@@ -117,6 +117,7 @@ def plan_run(
     hint: float | None = None,
     fit: str = "interp",
     explicit: dict[str, int] | None = None,
+    mse_source: str = "local",
 ) -> Plan:
     """Choose the sizes of a run (see the module docstring)."""
     b, tau = task.bound, task.tau
@@ -133,6 +134,7 @@ def plan_run(
         eta=eta,
         fit=fit,
         outputs=outs,
+        mse_source=mse_source if estimator == "paper" else "local",
     )
     Z = len(outs)
     split = base.split
@@ -196,6 +198,8 @@ def plan_run(
     if mode == "naive":
         n, n_single, k = 0, 0, 0
         m = m or math.ceil(normal_quantile(1 - delta / 2) ** 2 * 2 * h * h / (spare / 4) ** 2)
+    if base.mse_source == "delegated":
+        m = 0  # the Prover's singletons serve as the MSE sample
     k_interactive = k
     if mode == "noninteractive":
         k = 0

@@ -372,7 +372,8 @@ class VerifierSession:
         mse_masks = plan.masks(range(plan.n_rows)) if plan is not None else None
         f_all = self.evaluations if mode == "interactive" else spot
         e_masks = None
-        if self.params.estimator == "residual" and mode != "naive":
+        needs_g = self.params.estimator == "residual" or self.params.mse_source == "delegated"
+        if needs_g and mode != "naive":
             e_masks = self._masks_fn(self.challenge_plan())
         stats: list[dict[str, Any]] = []
         verdicts = []

@@ -20,6 +20,7 @@ ESTIMATORS = ("paper", "residual")
 PRESETS = ("theory", "practical", "explicit")
 MODES = ("interactive", "noninteractive", "naive")
 FITS = ("interp", "nnls")
+MSE_SOURCES = ("local", "delegated")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ProtocolParams:
     m: int = 0
     eta: float = 0.0
     fit: str = "interp"
+    mse_source: str = "local"
     outputs: tuple[int, ...] = ()
     split: DeltaSplit = field(default_factory=DeltaSplit)
 
@@ -60,6 +62,8 @@ class ProtocolParams:
             raise UsageError(f"preset must be one of {', '.join(PRESETS)}")
         if self.mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
+        if self.mse_source not in MSE_SOURCES:
+            raise UsageError(f"mse_source must be one of {', '.join(MSE_SOURCES)}")
         if self.fit not in FITS:
             raise UsageError(f"fit must be one of {', '.join(FITS)}")
         if not 0 < self.rho <= 0.5:
