@@ -95,6 +95,8 @@ def cmd_sim(args: argparse.Namespace) -> None:
     ]
     if args.only:
         cases = [c for c in cases if c[1] in args.only]
+    if args.same_runs:
+        cases = [(n, st, how, args.runs) for n, st, how, _ in cases]
     for n, strategy, how, runs in cases:
         task = load_task(resolve_spec("synthetic", [f"data.synthetic.n={n}"]))
         hint = task.oracle.exact().B_ge2
@@ -195,6 +197,7 @@ def main() -> None:
     p = sub.add_parser("sim")
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--only", nargs="*")
+    p.add_argument("--same-runs", action="store_true", help="--runs for every case")
     p = sub.add_parser("estimators")
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--runs", type=int, default=10)
