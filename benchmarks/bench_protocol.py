@@ -169,8 +169,8 @@ def cmd_estimators(args: argparse.Namespace) -> None:
             "clip_probability": ex.clip_probability,
         }
     )
-    for estimator in ("residual", "paper"):
-        n = 256
+    for estimator in args.estimators:
+        n = args.start
         while n <= args.max_n:
             m = n if estimator == "paper" else 0
             rate, e_size = _accepts(task, honest, estimator, args.eps, n, m, args.runs)
@@ -202,6 +202,8 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--max-n", type=int, default=1 << 20)
+    p.add_argument("--start", type=int, default=256, help="first pairs-per-level tried")
+    p.add_argument("--estimators", nargs="+", default=["residual", "paper"])
     args = parser.parse_args()
     {"plan": cmd_plan, "sim": cmd_sim, "estimators": cmd_estimators}[args.cmd](args)
     np.seterr(all="ignore")
