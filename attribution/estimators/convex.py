@@ -173,8 +173,9 @@ class ConvexProblem:
     def fit(self, weights: Tensor, theta0: Tensor | None = None) -> Tensor:
         """Train one model per row of ``weights`` (M, n) (0/1 masks); flat params (M, D).
 
-        ``theta0`` (D,) is the warm start (zeros if omitted); the same solver and
-        tolerances as the task's ``fit_params``.
+        ``theta0`` (D,) is the warm start (zeros if omitted; ridge is solved in closed
+        form and ignores it); the same solvers and tolerances as the task's
+        ``fit_params``.
         """
         w = weights.to(_DT)
         if w.dim() != 2 or w.shape[1] != self.n:
