@@ -82,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The roles add their subcommands (simulate, serve, audit, ...) through a ``register``
 # hook, so the core library never imports prover/ or verifier/ statically.
-ROLE_COMMANDS = ("verifier.commands", "prover.commands")
+COMMAND_MODULES = ("verifier.commands", "prover.commands", "attribution.estimators.commands")
 
 
 def _role_modules() -> list[Any]:
     import importlib
 
-    return [importlib.import_module(name) for name in ROLE_COMMANDS]
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
 def _default_batch(task_trainer: str) -> int:
