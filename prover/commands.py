@@ -77,7 +77,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attribution.execution import make_executor
     from attribution.tasks import load_task, resolve_spec
     from prover.auth import read_token_file
-    from prover.server import TLSConfig, start_server, wait_for_termination
+    from prover.server import (
+        TLSConfig,
+        install_signal_handlers,
+        start_server,
+        wait_for_termination,
+    )
 
     logging.basicConfig(
         level=logging.INFO,
@@ -99,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     served = build_served(task, args.method, args.attributions, args.strategy)
     store = args.store or Path(tempfile.mkdtemp(prefix="vattr-prover-"))
     executor = make_executor(args.executor, workers=args.workers)
+    stop = install_signal_handlers()
     try:
         running = start_server(
             served,
@@ -119,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        wait_for_termination(running)
+        wait_for_termination(running, stop)
     finally:
         executor.close()
     return 0

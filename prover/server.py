@@ -134,15 +134,22 @@ def start_server(
     return RunningServer(server, bound, servicer, health_servicer)
 
 
-def wait_for_termination(running: RunningServer, grace: float = 30.0) -> None:
-    """Block until SIGTERM/SIGINT, then shut down gracefully."""
+def install_signal_handlers() -> threading.Event:
+    """SIGTERM/SIGINT set the returned event (install before announcing readiness)."""
     done = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
-        log.info("signal %d: shutting down (grace %.0f s)", signum, grace)
+        log.info("signal %d: shutting down", signum)
         done.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    return done
+
+
+def wait_for_termination(
+    running: RunningServer, done: threading.Event, grace: float = 30.0
+) -> None:
+    """Block until ``done`` is set (by a signal), then shut down gracefully."""
     done.wait()
     running.stop(grace)

@@ -204,6 +204,12 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             if existing is not None:
                 raise _Abort(grpc.StatusCode.ALREADY_EXISTS, "this session is already open")
             if len(self._sessions) >= self.max_sessions:
+                # decided sessions have served their purpose: make room for new ones
+                for sid in [
+                    k for k, v in self._sessions.items() if v.session.phase == Phase.DECIDED
+                ]:
+                    del self._sessions[sid]
+            if len(self._sessions) >= self.max_sessions:
                 raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open sessions")
             mine = sum(
                 1

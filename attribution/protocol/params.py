@@ -52,6 +52,19 @@ class ProtocolParams:
     split: DeltaSplit = field(default_factory=DeltaSplit)
 
     def __post_init__(self) -> None:
+        def is_int(x: object) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_real(x: object) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool)
+
+        if not all(is_real(x) for x in (self.epsilon, self.delta, self.rho, self.eta)):
+            raise UsageError("epsilon, delta, rho and eta must be numbers")
+        sizes = (*self.n_pairs, self.n_single, self.k, self.m)
+        if len(self.n_pairs) != 3 or not all(is_int(x) for x in sizes):
+            raise UsageError("n_pairs must be 3 integers; n_single, k and m integers")
+        if not all(is_int(o) for o in self.outputs):
+            raise UsageError("outputs must be integers")
         if not (math.isfinite(self.epsilon) and self.epsilon > 0):
             raise UsageError(f"epsilon must be > 0, got {self.epsilon}")
         if not 0 < self.delta < 1:
