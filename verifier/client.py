@@ -102,7 +102,7 @@ class ProverClient:
 
     def fetch_vector(self, name: str, request: Any, expected: int) -> FloatArray:
         """Collect a chunked float64 stream; offsets must be contiguous, lengths exact."""
-        parts: list[bytes] = []
+        out = np.empty(expected, dtype="<f8")  # bounded memory: one copy plus one chunk
         received = 0
         for msg in self.stream(name, request, timeout=max(self.timeout, 600.0)):
             data = bytes(msg.chunk.values_f64le)
@@ -113,13 +113,14 @@ class ProverClient:
                     f"{name}: chunk at offset {msg.chunk.offset} "
                     f"({len(data)} bytes) does not continue at {received}"
                 )
-            parts.append(data)
-            received += len(data) // 8
-            if received > expected:
+            count = len(data) // 8
+            if received + count > expected:
                 raise TransportError(f"{name}: more values than announced")
+            out[received : received + count] = np.frombuffer(data, dtype="<f8")
+            received += count
         if received != expected:
             raise TransportError(f"{name}: stream ended after {received} of {expected} values")
-        return np.frombuffer(b"".join(parts), dtype="<f8").astype(np.float64)
+        return out.astype(np.float64, copy=False)
 
 
 @dataclass
@@ -192,7 +193,9 @@ def run_audit(
             f"this Verifier has {task.digest.hex()[:16]}... (different spec or data)"
         )
     info = TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
-    session = VerifierSession(info, task.digest, plan.params, key, secrets)
+    session = VerifierSession(
+        info, task.digest, plan.params, key, secrets, task_name=task.spec.name
+    )
     opened = client.call(
         "OpenSession", prover_pb2.OpenSessionRequest(body=session.open().to_bytes())
     )

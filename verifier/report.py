@@ -53,6 +53,18 @@ from verifier.session import Outcome, VerifierSecrets, VerifierSession
 
 FloatArray = npt.NDArray[np.float64]
 FORMAT = "vattr-report/1"
+REPORT_KEYS = {
+    "format",
+    "verdict",
+    "reason",
+    "task",
+    "certificate",
+    "field_hashes",
+    "verdict_message",
+    "transcript_jsonl",
+    "values_file",
+    "prover",
+}
 
 
 def values_path(report_path: Path) -> Path:
@@ -67,19 +79,16 @@ def build_report(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON part of a report (values go to the ``.values.npz`` file)."""
+    if task_name != outcome.certificate["task"]["name"]:
+        raise ValueError(
+            f"task {task_name!r} is not the certified task {outcome.certificate['task']['name']!r}"
+        )
     transcript = session.transcript
     return {
         "format": FORMAT,
         "verdict": outcome.verdict,
         "reason": outcome.reason,
-        "task": {
-            "name": task_name,
-            "n_points": session.task.n_points,
-            "n_outputs": session.task.n_outputs,
-            "bound": session.task.bound,
-            "tau": session.task.tau,
-            "p": session.task.p,
-        },
+        "task": dict(outcome.certificate["task"]),
         "certificate": outcome.certificate,
         "field_hashes": outcome.field_hashes,
         "verdict_message": outcome.message.to_bytes().decode(),
@@ -133,8 +142,14 @@ def load_report(path: Path) -> tuple[dict[str, Any], dict[str, FloatArray]]:
         raise UsageError(f"cannot read report {path}: {exc}") from exc
     if not isinstance(report, dict) or report.get("format") != FORMAT:
         raise UsageError(f"{path} is not a {FORMAT} report")
-    vpath = path.with_name(str(report.get("values_file") or values_path(path).name))
+    name = str(report.get("values_file") or values_path(path).name)
     values: dict[str, FloatArray] = {}
+    if not name or Path(name).name != name:
+        report.setdefault("_load_errors", []).append(
+            f"values file name {name!r} is not a plain file name"
+        )
+        return report, values
+    vpath = path.with_name(name)
     try:
         with np.load(vpath, allow_pickle=False) as z:
             values = {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
@@ -151,9 +166,19 @@ def _u64(*xs: int) -> bytes:
 def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckResult:
     """Verify a report (see the module docstring); never raises on bad content."""
     res = CheckResult()
-    report, values = load_report(path)
-    for err in report.pop("_load_errors", []):
+    if not path.is_file():
+        raise UsageError(f"no such report: {path}")
+    try:
+        report, values = load_report(path)
+    except UsageError as exc:
+        res.fail("report", str(exc))
+        return res
+    load_errors = report.pop("_load_errors", [])
+    for err in load_errors:
         res.fail("values_file", err)
+    unknown = set(report) - REPORT_KEYS
+    if unknown:
+        res.fail("report", f"unknown top-level field(s): {', '.join(sorted(unknown))}")
     cert = report.get("certificate")
     hashes = report.get("field_hashes")
     if not isinstance(cert, dict) or not isinstance(hashes, dict):
@@ -190,10 +215,30 @@ def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckRes
         if report.get(name) != value or cert.get(name) != value:
             res.fail(name, f"differs from the signed verdict message ({value!r})")
     _check_transcript(report, cert, vmsg, head, res)
-    _check_values(cert, values, res)
+    _check_task(report, cert, res)
+    if not load_errors:
+        _check_values(cert, values, res)
     if res.ok and (replay or retrain):
-        _replay(report, cert, values, vmsg, res, retrain)
+        try:
+            _replay(report, cert, values, vmsg, res, retrain)
+        except (ValueError, KeyError, TypeError, UsageError) as exc:
+            res.fail("replay", f"{type(exc).__name__}: {exc}")
     return res
+
+
+def _check_task(report: dict[str, Any], cert: dict[str, Any], res: CheckResult) -> None:
+    """The unsigned top-level ``task`` block must repeat the signed one."""
+    if report.get("task") != cert.get("task"):
+        res.fail("task", "differs from the signed certificate.task")
+
+
+def _root_hex(v: FloatArray | None) -> str | None:
+    if v is None or v.size == 0:
+        return None
+    try:
+        return vector_root(v.ravel()).hex()
+    except ValueError:  # non-finite values have no canonical bytes
+        return None
 
 
 def _entries(report: dict[str, Any], head: bytes, res: CheckResult) -> list[Any] | None:
@@ -201,6 +246,9 @@ def _entries(report: dict[str, Any], head: bytes, res: CheckResult) -> list[Any]
         t = Transcript.from_jsonl(str(report.get("transcript_jsonl", "")))
     except (TranscriptError, ValueError, KeyError) as exc:
         res.fail("transcript_jsonl", f"broken chain: {exc}")
+        return None
+    if t.to_jsonl() != str(report.get("transcript_jsonl", "")):
+        res.fail("transcript_jsonl", "not in canonical form")
         return None
     entries = list(t.entries)
     if len(entries) < 2 or entries[-2].head != head:
@@ -297,14 +345,10 @@ def _check_transcript(
 
 
 def _check_values(cert: dict[str, Any], values: dict[str, FloatArray], res: CheckResult) -> None:
-    if not values:
-        return
-    a = values.get("attribution")
-    if a is None or a.size == 0 or vector_root(a.ravel()).hex() != cert.get("attribution_root"):
+    if _root_hex(values.get("attribution")) != cert.get("attribution_root"):
         res.fail("values.attribution", "does not reproduce the committed attribution root")
-    f = values.get("evaluations")
     if cert.get("evaluations_root") and (
-        f is None or vector_root(f.ravel()).hex() != cert.get("evaluations_root")
+        _root_hex(values.get("evaluations")) != cert.get("evaluations_root")
     ):
         res.fail("values.evaluations", "does not reproduce the committed f-value root")
     for name, key in (("spot", "spot_values_sha256"), ("mse", "mse_values_sha256")):
@@ -325,7 +369,7 @@ def _replay(
 ) -> None:
     from attribution.tasks import load_task, resolve_spec
 
-    t = report["task"]
+    t = cert["task"]
     params = ProtocolParams.from_dict(cert["params"])
     info = TaskInfo(
         int(t["n_points"]), int(t["n_outputs"]), float(t["bound"]), float(t["tau"]), float(t["p"])

@@ -121,8 +121,10 @@ class VerifierSession:
         key: SigningKey,
         secrets_: VerifierSecrets | None = None,
         masks_fn: Callable[[ChallengePlan], npt.NDArray[np.bool_]] | None = None,
+        task_name: str = "",
     ) -> None:
         self.task = task
+        self.task_name = task_name
         # how E's masks are derived (a cache may be injected when both roles share a process)
         self._masks_fn = masks_fn or (lambda plan: plan.masks(range(plan.n_rows)))
         self.task_digest = task_digest
@@ -439,6 +441,14 @@ class VerifierSession:
             "detail": detail,
             "guarantee": guarantee,
             "task_digest": self.task_digest.hex(),
+            "task": {
+                "name": self.task_name,
+                "n_points": self.task.n_points,
+                "n_outputs": self.task.n_outputs,
+                "bound": self.task.bound,
+                "tau": self.task.tau,
+                "p": self.task.p,
+            },
             "params": p.to_dict(),
             "params_digest": p.digest().hex(),
             "session_id": self.session_id.hex(),

@@ -106,6 +106,7 @@ def run_once(
         verifier_key,
         VerifierSecrets.derive(master),
         masks_fn=_plan_masks,
+        task_name=task.spec.name,
     )
     prover = ProverSession(info, task.digest, prover_key, nonce=keys.nonce)
     verifier.on_opened(prover.on_open(verifier.open().to_bytes()).to_bytes())

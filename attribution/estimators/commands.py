@@ -30,11 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 import time
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +38,15 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.errors import UsageError
+from attribution.estimators.files import (
+    FORMAT,
+    load_attribution_file,
+    write_attribution_file,
+)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-FORMAT = "vattr-attribution/1"
 DEFAULT_EVAL_SEED = 7_000_001
 """Root seed of the evaluation subsets unless ``--eval-seed`` is given."""
 METRICS = ("lds", "loo", "brittleness", "auc")
@@ -153,7 +153,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "vattr_version": __version__,
     }
-    _write_npz(out, A, meta)
+    write_attribution_file(out, A, meta)
     summary = {
         "out": str(out),
         "method": args.method,
@@ -171,52 +171,6 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             f"({meta['fit_runs']} runs, {seconds:.1f} s) -> {out}"
         )
     return 0
-
-
-def _write_npz(out: Path, A: FloatArray, meta: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npz", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, attribution=A, metadata=np.array(json.dumps(meta)))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@dataclass(frozen=True)
-class AttributionFile:
-    """A loaded attribution file: ``attribution`` (T, 1 + N), its ``metadata`` (None for a
-    bare .npy matrix) and optional per-point ``self_scores`` (N,)."""
-
-    attribution: FloatArray
-    metadata: dict[str, Any] | None
-    self_scores: FloatArray | None
-
-
-def load_attribution_file(path: Path) -> AttributionFile:
-    """Read an .npz written by ``vattr attribute`` (or a bare .npy matrix); UsageError if bad."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    try:
-        if path.suffix == ".npy":
-            return AttributionFile(
-                np.asarray(np.load(path, allow_pickle=False), dtype=np.float64), None, None
-            )
-        with np.load(path, allow_pickle=False) as z:
-            if "attribution" not in z.files or "metadata" not in z.files:
-                raise UsageError(f"{path}: not a vattr attribution file (arrays missing)")
-            A = np.asarray(z["attribution"], dtype=np.float64)
-            meta = json.loads(str(z["metadata"][()]))
-            own = np.asarray(z["self_scores"], dtype=np.float64) if "self_scores" in z else None
-    except UsageError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: unreadable attribution file ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UsageError(f"{path}: metadata is not in the {FORMAT} format")
-    return AttributionFile(A, meta, own)
 
 
 # ------------------------------------------------------------------------------ evaluate
@@ -238,7 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{str(meta.get('task_digest'))[:16]}...), not for {task.spec.name!r} "
                 f"(digest {task.digest.hex()[:16]}...)"
             )
-        if int(meta.get("fit_runs", 0)) > 0 and meta.get("fit_seed") == args.eval_seed:
+        if meta["fit_runs"] > 0 and meta["fit_seed"] == args.eval_seed:
             raise UsageError(
                 f"--eval-seed {args.eval_seed} equals the fitting seed of {args.attributions}: "
                 "choose another seed"
@@ -301,9 +255,9 @@ def _evaluate_lds(
     masks = plan.masks(range(S))
     outputs = _train(task, masks, plan.seeds(range(S)))
     fit_masks = None
-    if meta is not None and int(meta.get("fit_runs", 0)) > 0:
+    if meta is not None and meta["fit_runs"] > 0:
         fit_plan = retrain_plan(
-            task.digest, task.n_points, int(meta["fit_runs"]), task.spec.p, int(meta["fit_seed"])
+            task.digest, task.n_points, meta["fit_runs"], task.spec.p, meta["fit_seed"]
         )
         fit_masks = fit_plan.masks(range(fit_plan.n_rows))
     try:
