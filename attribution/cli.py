@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from attribution import __version__
+from attribution.cli_args import add_task_args
 from attribution.errors import StoreCorruptError, UsageError
 
 EXIT_OK, EXIT_REJECT, EXIT_USAGE, EXIT_PROTOCOL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
@@ -23,21 +24,6 @@ EXIT_OK, EXIT_REJECT, EXIT_USAGE, EXIT_PROTOCOL, EXIT_INCONCLUSIVE = 0, 1, 2, 3,
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2 (argparse's own convention)
         self.exit(EXIT_USAGE, f"vattr: error: {message}\n")
-
-
-def _add_task_args(p: argparse.ArgumentParser, *, with_p: bool = True) -> None:
-    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field (dotted key, TOML value); repeatable",
-    )
-    if with_p:
-        p.add_argument("--p", type=float, default=None, help="sampling probability (0, 1)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", metavar="TASK", help="print the TOML spec of a built-in task")
 
     p = sub.add_parser("retrain", help="train models on random B_p subsets into a result store")
-    _add_task_args(p)
+    add_task_args(p, with_p=True, with_device=True)
     p.add_argument("--count", type=int, required=True, help="number of subsets (rows)")
     p.add_argument("--seed", type=int, default=0, help="root seed of the subsets (u64)")
     p.add_argument("--store", type=Path, required=True, help="result store directory")
@@ -63,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks measured side by side in one run")
     bsub = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     b = bsub.add_parser("retrain", help="batched trainer vs a per-subset reference loop")
-    _add_task_args(b)
+    add_task_args(b, with_p=True, with_device=True)
     b.add_argument("--models", type=int, default=256)
     b.add_argument("--batch-size", type=int, default=None)
     b.add_argument(

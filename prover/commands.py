@@ -9,14 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from attribution.cli_args import add_task_args
 from attribution.commitments import SigningKey, load_private_key
 from attribution.errors import UsageError
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run a Prover gRPC server for one task")
-    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_task_args(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--attributions", type=Path, help=".npy attribution matrix (T, 1 + N)")
     src.add_argument(

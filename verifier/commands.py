@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from attribution.cli_args import add_task_args
 from attribution.errors import UsageError
 from attribution.protocol.params import ESTIMATORS, PRESETS
 
@@ -19,8 +20,7 @@ FloatArray = npt.NDArray[np.float64]
 
 def register(sub: Any) -> None:
     p = sub.add_parser("simulate", help="in-process protocol runs against a (dis)honest Prover")
-    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_task_args(p)
     p.add_argument(
         "--strategy",
         default="honest",
@@ -87,8 +87,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("audit", help="audit a remote Prover over gRPC and write a signed report")
     p.add_argument("--prover", required=True, metavar="HOST:PORT")
-    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_task_args(p)
     p.add_argument("--epsilon", type=float, required=True)
     p.add_argument("--delta", type=float, default=0.05)
     p.add_argument("--preset", choices=PRESETS, default="practical")

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from attribution.cli_args import add_task_args
 from attribution.errors import UsageError
 from attribution.estimators.files import (
     FORMAT,
@@ -58,7 +59,7 @@ def register(sub: Any) -> None:
     # (the registry is not imported here: it pulls in torch, and every vattr call builds
     # this parser; unknown names are rejected by registry.get_method)
     p = sub.add_parser("attribute", help="compute an attribution and write it to an .npz file")
-    _task_args(p)
+    add_task_args(p, with_p=True)
     p.add_argument(
         "--method",
         required=True,
@@ -73,7 +74,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_attribute)
 
     p = sub.add_parser("evaluate", help="evaluate an attribution file (LDS, LOO, ...)")
-    _task_args(p)
+    add_task_args(p, with_p=True)
     p.add_argument("--attributions", type=Path, required=True, help=".npz from vattr attribute")
     p.add_argument("--metric", choices=METRICS, default="lds")
     p.add_argument("--eval-subsets", type=int, default=100, help="LDS: evaluation subsets S")
@@ -92,19 +93,6 @@ def register(sub: Any) -> None:
     p.add_argument("--mislabeled", type=Path, default=None, help="auc: .npy mask or indices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
-
-
-def _task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="built-in task name or path to a TOML spec")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field (dotted key, TOML value); repeatable",
-    )
-    p.add_argument("--p", type=float, default=None, help="sampling probability (0, 1)")
 
 
 def _load_task(args: argparse.Namespace) -> Any:
