@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The roles add their subcommands (simulate, serve, audit, ...) through a ``register``
 # hook, so the core library never imports prover/ or verifier/ statically.
-COMMAND_MODULES = ("verifier.commands", "prover.commands", "attribution.estimators.commands")
+COMMAND_MODULES = (
+    "verifier.commands",
+    "verifier.pricing_commands",
+    "prover.commands",
+    "attribution.estimators.commands",
+)
 
 
 def _role_modules() -> list[Any]:
