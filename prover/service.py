@@ -67,6 +67,14 @@ class ServerSession:
     evaluations: FloatArray | None = None
     evaluations_body: bytes = b""
     created: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+
+    def idle(self, now: float) -> float:
+        """Seconds since the last call; a running job counts as activity."""
+        job = self.job
+        if job is not None and not job.finished.is_set():
+            return 0.0
+        return now - self.last_seen
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,9 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         max_sessions_per_client: int = 16,
         batch_size: int = 256,
         nonce_source: Callable[[], bytes] | None = None,
+        session_ttl: float = 24 * 3600.0,
     ) -> None:
+        self.session_ttl = session_ttl
         # nonce_source: reproducible nonces for tests and benchmarks only (default: random)
         self._nonce_source = nonce_source
         self.served = served
@@ -160,6 +170,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             raise _Abort(grpc.StatusCode.NOT_FOUND, "unknown session")
         if not hmac.compare_digest(bytes(ref.session_token), s.token):
             raise _Abort(grpc.StatusCode.PERMISSION_DENIED, "wrong session token")
+        s.last_seen = time.monotonic()
         return s
 
     # -- RPCs ----------------------------------------------------------------------------
@@ -204,9 +215,14 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             if existing is not None:
                 raise _Abort(grpc.StatusCode.ALREADY_EXISTS, "this session is already open")
             if len(self._sessions) >= self.max_sessions:
-                # decided sessions have served their purpose: make room for new ones
+                # make room: decided sessions have served their purpose, and sessions idle
+                # longer than session_ttl were abandoned (a resumable client comes back
+                # well within it)
+                now = time.monotonic()
                 for sid in [
-                    k for k, v in self._sessions.items() if v.session.phase == Phase.DECIDED
+                    k
+                    for k, v in self._sessions.items()
+                    if v.session.phase == Phase.DECIDED or v.idle(now) > self.session_ttl
                 ]:
                     del self._sessions[sid]
             if len(self._sessions) >= self.max_sessions:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from attribution.execution import SerialExecutor
 from attribution.tasks import load_task, resolve_spec
 from prover.commands import build_served
@@ -70,3 +72,39 @@ def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
         write_report(path, build_report(audited.outcome, sess, task.spec.name, values), values)
         result = check_report(path, replay=True)
         assert result.ok, result.problems
+
+
+def test_abandoned_sessions_are_evicted_when_full(tmp_path: Path) -> None:
+    """An undecided session idle longer than session_ttl makes room for a new one; an
+    active one (within the ttl) does not."""
+    from attribution.commitments import SigningKey
+    from attribution.v1 import prover_pb2
+    from verifier.session import VerifierSession
+
+    task = load_task(resolve_spec("synthetic"))
+    plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
+    running = start_server(
+        build_served(task, "exact", None, "honest"),
+        SigningKey.generate(),
+        SerialExecutor(),
+        tmp_path / "s",
+    )
+    running.servicer.max_sessions = 1
+
+    def open_one(client: ProverClient) -> None:
+        v = VerifierSession(task_info(task), task.digest, plan.params, SigningKey.generate())
+        client.call("OpenSession", prover_pb2.OpenSessionRequest(body=v.open().to_bytes()))
+
+    try:
+        with ProverClient(f"127.0.0.1:{running.port}") as client:
+            open_one(client)
+            from verifier.client import TransportError
+
+            running.servicer.session_ttl = 3600.0
+            with pytest.raises(TransportError, match="RESOURCE_EXHAUSTED"):
+                open_one(client)
+            running.servicer.session_ttl = 0.0
+            open_one(client)  # the first, idle session was evicted
+            assert len(running.servicer._sessions) == 1
+    finally:
+        running.stop(0)
