@@ -111,7 +111,7 @@ def test_refuses_to_overwrite(files: dict[str, Path], capsys: pytest.CaptureFixt
     ("argv", "message"),
     [
         (["attribute", "--method", "nope"], "unknown method 'nope'"),
-        (["attribute", "--method", "trak"], "'trak' is not yet available"),
+        (["attribute", "--method", "exact"], "needs the synthetic task"),
         (["attribute", "--method", "datamodel", "--budget", "50"], "needs --budget >= 457"),
         (["evaluate", "--attributions", "MISSING"], "no such file"),
         (["evaluate", "--attributions", "FILE", "--set", "training.l2=2.0"], "was computed for"),

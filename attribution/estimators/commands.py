@@ -63,7 +63,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--method",
         required=True,
-        help="datamodel, empirical-influence, if-exact, newton-step, rif, random, or exact "
+        help="datamodel, empirical-influence, if-exact, if-ggn, if-cg, if-lissa, if-arnoldi, "
+        "if-kfac, if-ekfac, trak, grad-dot, newton-step, rif (convex tasks), random, or exact "
         "(synthetic task)",
     )
     p.add_argument("--budget", type=int, default=None, help="B_p training runs (fit/calibration)")

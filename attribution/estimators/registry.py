@@ -16,8 +16,21 @@ Methods (default budget in brackets):
   with intercept, lam = 0 (:func:`~attribution.estimators.datamodel.fit_datamodel`);
 * ``empirical-influence`` [max(4N, 2000)]: Feldman-Zhang difference of means, halved
   (:func:`~attribution.estimators.empirical_influence.empirical_influence`);
-* ``if-exact`` [256]: influence function with the exact Hessian,
-  ``Delta_i = f(theta + H^-1 g_i) - f(theta)``, calibrated;
+* ``if-exact`` [256]: influence function with the exact Hessian. Convex tasks:
+  ``Delta_i = f(theta + H^-1 g_i) - f(theta)`` (:mod:`~attribution.estimators.convex`);
+  MLP tasks: the linearised ``Delta_i = s grad f^T (H + lambda I)^-1 g_i`` with the
+  explicit Hessian (``torch.func.hessian``; P up to a few thousand), calibrated;
+* ``if-ggn``, ``if-cg``, ``if-lissa``, ``if-arnoldi``, ``if-kfac``, ``if-ekfac`` [256]:
+  the same linearised IF with the curvature backend of
+  :mod:`~attribution.estimators.curvature` (explicit Gauss-Newton, conjugate gradients
+  on Hessian-vector products, LiSSA, Arnoldi top-eigenspace, K-FAC, EK-FAC), for MLP
+  and convex tasks (on a convex task the model is linear and GGN = Hessian), with the
+  damping and options of :data:`~attribution.estimators.gradient.DEFAULT_DAMPING` /
+  ``DEFAULT_OPTIONS`` (:func:`~attribution.estimators.gradient.influence_effects`);
+* ``grad-dot`` [256]: ``Delta_i = s grad f^T g_i`` (curvature = identity), calibrated;
+* ``trak`` [256]: TRAK over 10 checkpoints (fitting-plan rows 0..9, the task's recipe),
+  projection dimension 512, ``Delta = -tau``, calibrated
+  (:mod:`~attribution.estimators.trak`; classification tasks only);
 * ``newton-step`` [256]: single-point Newton step ``H_{-i}^-1 g_i``, calibrated;
 * ``rif`` [256]: rescaled IF ``H^-1 g_i / (1 - h_i)``, calibrated (for one point of a
   binary/ridge model it equals the Newton step);
@@ -25,11 +38,12 @@ Methods (default budget in brackets):
   ``numpy.random.default_rng(seed)``, calibrated -- the baseline, LDS zero line;
 * ``exact`` [no runs]: the synthetic oracle's optimum theta* (synthetic task only).
 
-Convex methods (``if-exact``, ``newton-step``, ``rif``) need a convex task (logistic,
-multinomial or ridge trainer); they train the full-data model once, turn the removal
-effects ``Delta`` (T, N) into contributions ``c = -Delta`` and calibrate ``f_t ~ alpha_t
-+ beta_t <c_t, x>`` on the budget's B_p runs (METHODS.md §12); ``beta`` is recorded.
-The gradient methods in :data:`PENDING` are not available yet.
+Convex methods (``newton-step``, ``rif``; ``if-exact`` on convex tasks) need a convex
+task (logistic, multinomial or ridge trainer); gradient methods (``if-*``, ``grad-dot``,
+``trak``) an MLP or convex task. All of them train the full-data model once (MLP: seed
+:func:`~attribution.estimators.gradient.full_data_seed`), turn the removal effects
+``Delta`` (T, N) into contributions ``c = -Delta`` and calibrate ``f_t ~ alpha_t +
+beta_t <c_t, x>`` on the budget's B_p runs (METHODS.md §12); ``beta`` is recorded.
 """
 
 from __future__ import annotations
@@ -45,8 +59,10 @@ from attribution.estimators.calibration import Calibration, calibrate
 from attribution.estimators.convex import ConvexInfluence, PointMethod
 from attribution.estimators.datamodel import fit_datamodel
 from attribution.estimators.empirical_influence import empirical_influence
+from attribution.estimators.gradient import grad_dot_effects, influence_effects
+from attribution.estimators.trak import trak_effects
 from attribution.execution.plan import retrain_plan
-from attribution.tasks.runtime import ConvexTask, OracleTask, Task
+from attribution.tasks.runtime import ConvexTask, MLPTask, OracleTask, Task
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -56,8 +72,18 @@ MethodFn = Callable[[Task, int | None, int], MethodResult]
 CONVENTION = "affine +-1, (outputs, 1+N), positive = including raises the output"
 FIT_DOMAIN = "retrain"
 CALIBRATION_RUNS = 256
-PENDING = ("if-ggn", "if-cg", "if-lissa", "if-arnoldi", "if-kfac", "if-ekfac", "trak", "grad-dot")
-"""Gradient methods that are planned but not implemented yet."""
+PENDING: tuple[str, ...] = ()
+"""Methods that are planned but not implemented yet (none at present)."""
+IF_BACKENDS: dict[str, str] = {
+    "if-exact": "explicit",
+    "if-ggn": "ggn",
+    "if-cg": "cg",
+    "if-lissa": "lissa",
+    "if-arnoldi": "arnoldi",
+    "if-kfac": "kfac",
+    "if-ekfac": "ekfac",
+}
+"""Influence-function methods and their curvature backends."""
 _BATCH = 512
 
 
@@ -144,6 +170,50 @@ def _convex(method: str, removal: PointMethod) -> MethodFn:
     return run
 
 
+def _gradient_task(task: Task, method: str) -> MLPTask | ConvexTask:
+    if not isinstance(task, MLPTask | ConvexTask):
+        raise UsageError(
+            f"method {method!r} needs an MLP or convex task; task {task.spec.name!r} uses "
+            f"{task.spec.training.trainer!r}"
+        )
+    return task
+
+
+def _influence(method: str) -> MethodFn:
+    backend = IF_BACKENDS[method]
+    convex_exact = _convex(method, "if") if method == "if-exact" else None
+
+    def run(task: Task, budget: int | None, seed: int) -> MethodResult:
+        if convex_exact is not None and isinstance(task, ConvexTask):
+            return convex_exact(task, budget, seed)
+        t = _gradient_task(task, method)
+        runs = _budget(budget, CALIBRATION_RUNS, 3, method)
+        try:
+            delta, extra = influence_effects(t, backend, seed)
+        except ValueError as exc:
+            raise UsageError(f"{method}: {exc}") from exc
+        return _calibrated(t, -delta, runs, seed, extra)
+
+    return run
+
+
+def _grad_dot(task: Task, budget: int | None, seed: int) -> MethodResult:
+    t = _gradient_task(task, "grad-dot")
+    runs = _budget(budget, CALIBRATION_RUNS, 3, "grad-dot")
+    delta, extra = grad_dot_effects(t, seed)
+    return _calibrated(t, -delta, runs, seed, extra)
+
+
+def _trak(task: Task, budget: int | None, seed: int) -> MethodResult:
+    t = _gradient_task(task, "trak")
+    runs = _budget(budget, CALIBRATION_RUNS, 3, "trak")
+    try:
+        delta, extra = trak_effects(t, seed)
+    except ValueError as exc:
+        raise UsageError(f"trak: {exc}") from exc
+    return _calibrated(t, -delta, runs, seed, extra)
+
+
 def _random(task: Task, budget: int | None, seed: int) -> MethodResult:
     runs = _budget(budget, CALIBRATION_RUNS, 3, "random")
     scores = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(task.n_outputs, task.n_points))
@@ -161,9 +231,11 @@ def _exact(task: Task, budget: int | None, seed: int) -> MethodResult:
 METHODS: dict[str, MethodFn] = {
     "datamodel": _datamodel,
     "empirical-influence": _empirical_influence,
-    "if-exact": _convex("if-exact", "if"),
+    **{method: _influence(method) for method in IF_BACKENDS},
     "newton-step": _convex("newton-step", "ns"),
     "rif": _convex("rif", "rif"),
+    "grad-dot": _grad_dot,
+    "trak": _trak,
     "random": _random,
     "exact": _exact,
 }
