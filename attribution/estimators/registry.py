@@ -14,6 +14,8 @@ Methods (default budget in brackets):
 
 * ``datamodel`` [max(4N, 2000); needs budget > N + 1]: least squares on the +-1 design
   with intercept, lam = 0 (:func:`~attribution.estimators.datamodel.fit_datamodel`);
+* ``datamodel-lasso`` [max(2N, 1000)]: Lasso on the +-1 design, lambda chosen by 5-fold
+  cross-validation per output (works with fewer runs than points);
 * ``empirical-influence`` [max(4N, 2000)]: Feldman-Zhang difference of means, halved
   (:func:`~attribution.estimators.empirical_influence.empirical_influence`);
 * ``if-exact`` [256]: influence function with the exact Hessian. Convex tasks:
@@ -118,10 +120,17 @@ def _datamodel(task: Task, budget: int | None, seed: int) -> MethodResult:
     runs = _budget(budget, max(4 * n, 2000), n + 2, "datamodel")
     masks, outputs = fit_runs(task, runs, seed)
     try:
-        A = fit_datamodel(masks, outputs)
-    except (ValueError, np.linalg.LinAlgError) as exc:
+        A = fit_datamodel(masks, outputs, device=task.device)
+    except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:  # torch LinAlgError
         raise UsageError(f"datamodel: {exc}") from exc
     return A, {**_runs_meta(runs, seed), "lam": 0.0, "fit": "least squares, +-1 design"}
+
+
+def _datamodel_lasso(task: Task, budget: int | None, seed: int) -> MethodResult:
+    runs = _budget(budget, max(2 * task.n_points, 1000), 20, "datamodel-lasso")
+    masks, outputs = fit_runs(task, runs, seed)
+    A = fit_datamodel(masks, outputs, method="lasso", device=task.device)
+    return A, {**_runs_meta(runs, seed), "fit": "Lasso, lambda by 5-fold CV per output, +-1 design"}
 
 
 def _empirical_influence(task: Task, budget: int | None, seed: int) -> MethodResult:
@@ -230,6 +239,7 @@ def _exact(task: Task, budget: int | None, seed: int) -> MethodResult:
 
 METHODS: dict[str, MethodFn] = {
     "datamodel": _datamodel,
+    "datamodel-lasso": _datamodel_lasso,
     "empirical-influence": _empirical_influence,
     **{method: _influence(method) for method in IF_BACKENDS},
     "newton-step": _convex("newton-step", "ns"),
