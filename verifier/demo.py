@@ -4,8 +4,8 @@ On ``breast_cancer-logreg`` (the mean validation margin) it starts two real Prov
 servers on free loopback ports -- an honest one serving a datamodel fitted on its own
 B_p runs, and a cheating one serving the same attribution scaled by 0.5 (under a fixed
 price per unit of attribution, half of every payout) -- audits both with the interactive
-protocol at eps = 0.03, delta = 0.05, writes the signed reports, checks them offline, prints both verdicts and
-the report paths, and shuts the servers down.
+protocol at eps = 0.03, delta = 0.05, writes the signed reports, checks them offline,
+prints both verdicts and the report paths, and shuts the servers down.
 """
 
 from __future__ import annotations
