@@ -14,7 +14,7 @@ from prover.server import start_server
 from prover.strategies import parse_strategy
 from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
-from verifier.report import build_report, check_report, write_report
+from verifier.report import check_report, write_audit_report
 from verifier.session import VerifierSecrets
 from verifier.simulate import run_keys, run_once, task_info
 
@@ -61,15 +61,7 @@ def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
         assert a["evaluations_root"] == s["evaluations_root"]
         assert a["transcript_head"] == s["transcript_head"]
 
-        sess = audited.session
-        values = {
-            "attribution": sess.attribution,
-            "evaluations": sess.evaluations,
-            "spot": audited.spot_values,
-            "mse": audited.mse_values,
-        }
-        path = tmp_path / f"{strategy}.json"
-        write_report(path, build_report(audited.outcome, sess, task.spec.name, values), values)
+        path = write_audit_report(tmp_path / f"{strategy}.json", audited, task.spec.name)
         result = check_report(path, replay=True)
         assert result.ok, result.problems
 

@@ -42,7 +42,7 @@ from verifier.pricing import (
     parse_weights,
 )
 from verifier.receipts import payout_digest, receipt_bytes, verify_receipt
-from verifier.report import build_report, write_report
+from verifier.report import write_audit_report
 from verifier.session import VerifierSecrets
 from verifier.simulate import run_keys, task_info
 
@@ -79,15 +79,7 @@ def _audit(out: Path, name: str) -> Path:
     finally:
         running.stop(0)
     assert res.outcome.verdict == expected
-    s = res.session
-    values = {
-        "attribution": s.attribution,
-        "evaluations": s.evaluations,
-        "spot": res.spot_values,
-        "mse": res.mse_values,
-    }
-    path = out / f"{name}.json"
-    write_report(path, build_report(res.outcome, s, task.spec.name, values), values)
+    path = write_audit_report(out / f"{name}.json", res, task.spec.name)
     return path
 
 

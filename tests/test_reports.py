@@ -34,7 +34,7 @@ from prover.server import start_server
 from verifier.certificate import certificate_digest, field_hashes
 from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
-from verifier.report import build_report, check_report, values_path, write_report
+from verifier.report import check_report, values_path, write_audit_report
 from verifier.simulate import task_info
 
 DELTA = 0.05
@@ -67,15 +67,7 @@ def _audit(out: Path, name: str, strategy: str, epsilon: float) -> Path:
             )
     finally:
         running.stop(0)
-    s = res.session
-    values = {
-        "attribution": s.attribution,
-        "evaluations": s.evaluations,
-        "spot": res.spot_values,
-        "mse": res.mse_values,
-    }
-    path = out / f"{name}.json"
-    write_report(path, build_report(res.outcome, s, task.spec.name, values), values)
+    path = write_audit_report(out / f"{name}.json", res, task.spec.name)
     return path
 
 

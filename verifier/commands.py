@@ -326,7 +326,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from attribution.tasks import load_task, resolve_spec
     from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
     from verifier.planner import plan_run
-    from verifier.report import build_report, write_report
+    from verifier.report import write_audit_report
     from verifier.simulate import task_info
 
     task = load_task(resolve_spec(args.task, args.overrides))
@@ -368,14 +368,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(f"vattr: error: {exc}", file=sys.stderr)
         return 3
-    report = build_report(
-        result.outcome,
-        result.session,
+    write_audit_report(
+        args.report,
+        result,
         task.spec.name,
-        _values(result),
         {"prover": {"target": args.prover, "red_team": result.red_team}},
     )
-    write_report(args.report, report, _values(result))
     out = result.outcome
     summary = {
         "verdict": out.verdict,
@@ -390,16 +388,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         print(f"{out.verdict}{' (' + out.reason + ')' if out.reason else ''}: report {args.report}")
     return EXIT[out.verdict]
-
-
-def _values(result: Any) -> dict[str, Any]:
-    s = result.session
-    return {
-        "attribution": s.attribution,
-        "evaluations": s.evaluations,
-        "spot": result.spot_values,
-        "mse": result.mse_values,
-    }
 
 
 def cmd_check(args: argparse.Namespace) -> int:

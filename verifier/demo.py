@@ -23,7 +23,7 @@ from prover.service import ServedTask
 from prover.strategies import parse_strategy
 from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
-from verifier.report import build_report, check_report, write_report
+from verifier.report import check_report, write_audit_report
 from verifier.simulate import task_info
 
 TASK, EPSILON, DELTA = "breast_cancer-logreg", 0.03, 0.05
@@ -71,22 +71,12 @@ def run_demo(out: Path, quiet: bool = False) -> dict[str, Any]:
                     executor="serial",
                     quiet=quiet,
                 )
-            s = result.session
-            values = {
-                "attribution": s.attribution,
-                "evaluations": s.evaluations,
-                "spot": result.spot_values,
-                "mse": result.mse_values,
-            }
-            report = build_report(
-                result.outcome,
-                s,
+            path = write_audit_report(
+                out / f"{name}.json",
+                result,
                 TASK,
-                values,
                 {"prover": {"target": target, "red_team": result.red_team}},
             )
-            path = out / f"{name}.json"
-            write_report(path, report, values)
             check = check_report(path)
             o = result.outcome
             stats = o.certificate["outputs"][0] if o.certificate["outputs"] else {}

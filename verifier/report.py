@@ -124,6 +124,22 @@ def write_report(path: Path, report: dict[str, Any], values: dict[str, FloatArra
     return vpath
 
 
+def write_audit_report(
+    path: Path, result: Any, task_name: str, extra: dict[str, Any] | None = None
+) -> Path:
+    """Build and write the report of a :class:`verifier.client.AuditResult` (JSON plus
+    the values file); returns ``path``."""
+    s = result.session
+    values: dict[str, FloatArray | None] = {
+        "attribution": s.attribution,
+        "evaluations": s.evaluations,
+        "spot": result.spot_values,
+        "mse": result.mse_values,
+    }
+    write_report(path, build_report(result.outcome, s, task_name, values, extra), values)
+    return path
+
+
 @dataclass
 class CheckResult:
     ok: bool = True
