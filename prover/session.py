@@ -12,7 +12,6 @@ red-team strategy); the session only enforces order and signs.
 from __future__ import annotations
 
 import secrets
-import struct
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +26,7 @@ from attribution.protocol.common import (
     make_challenge_plan,
     seed_commitment,
     session_id_for,
+    u64be,
 )
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
@@ -42,10 +42,6 @@ from attribution.protocol.params import ProtocolParams
 from attribution.subsets import bind_digest
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _u64(*xs: int) -> bytes:
-    return b"".join(struct.pack(">Q", x) for x in xs)
 
 
 class ProverSession:
@@ -104,7 +100,7 @@ class ProverSession:
         self.root_a = vector_root(A.ravel())
         rows, cols = A.shape
         sig = self.key.sign(
-            "commit/attribution", self.session_id, self.root_a, _u64(rows, cols), self.head
+            "commit/attribution", self.session_id, self.root_a, u64be(rows, cols), self.head
         )
         out = AttributionCommitment(root=self.root_a, rows=rows, cols=cols, signature=sig)
         transcript.append(Direction.PROVER_TO_VERIFIER, "commit_attribution", out.to_bytes())
@@ -137,7 +133,7 @@ class ProverSession:
         root = vector_root(F.ravel())
         rows, cols = F.shape
         sig = self.key.sign(
-            "commit/evaluations", self.session_id, root, _u64(rows, cols), self.head
+            "commit/evaluations", self.session_id, root, u64be(rows, cols), self.head
         )
         out = EvaluationCommitment(root=root, rows=rows, cols=cols, signature=sig)
         transcript.append(Direction.PROVER_TO_VERIFIER, "commit_evaluations", out.to_bytes())

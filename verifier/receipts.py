@@ -70,7 +70,6 @@ import base64
 import binascii
 import hashlib
 import json
-import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -87,6 +86,7 @@ from attribution.commitments import (
 )
 from attribution.commitments.errors import VerificationError
 from attribution.errors import UsageError
+from attribution.protocol.common import u64be
 from attribution.protocol.messages import AttributionCommitment, VerdictMessage, decode
 from verifier.certificate import canonical, certificate_digest, flatten
 from verifier.pricing import LoadedReport, Pricing
@@ -141,10 +141,6 @@ def receipt_bytes(receipt: dict[str, Any]) -> bytes:
         )
         + "\n"
     ).encode("ascii")
-
-
-def _u64(*xs: int) -> bytes:
-    return b"".join(struct.pack(">Q", x) for x in xs)
 
 
 def payout_digest(receipt: dict[str, Any], payout: dict[str, Any]) -> str:
@@ -434,7 +430,7 @@ def _verify(data: bytes, res: ReceiptCheck) -> None:
         opened[t] = value
 
     # 3. the Prover's commitment
-    if not verify(pkey, psig, "commit/attribution", session, root, _u64(rows, cols), commit_head):
+    if not verify(pkey, psig, "commit/attribution", session, root, u64be(rows, cols), commit_head):
         res.fail(
             "prover_signature",
             "the Prover's signature on (session, root, shape) does not verify",

@@ -26,7 +26,6 @@ import io
 import json
 import math
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import numpy.typing as npt
 from attribution.commitments import SigningKey, Transcript, vector_root, verify
 from attribution.commitments.errors import TranscriptError
 from attribution.errors import UsageError
-from attribution.protocol.common import Phase, TaskInfo, seed_commitment
+from attribution.protocol.common import Phase, TaskInfo, seed_commitment, u64be
 from attribution.protocol.messages import (
     AttributionCommitment,
     EvaluationCommitment,
@@ -173,10 +172,6 @@ def load_report(path: Path) -> tuple[dict[str, Any], dict[str, FloatArray]]:
         values = {}
         report.setdefault("_load_errors", []).append(f"values file {vpath.name}: {exc}")
     return report, values
-
-
-def _u64(*xs: int) -> bytes:
-    return b"".join(struct.pack(">Q", x) for x in xs)
 
 
 def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckResult:
@@ -331,7 +326,7 @@ def _check_transcript(
         "commit/attribution",
         opened.session_id,
         commit_a.root,
-        _u64(commit_a.rows, commit_a.cols),
+        u64be(commit_a.rows, commit_a.cols),
         heads[e_a.index - 1],
     ):
         res.fail("transcript_jsonl.commit_attribution", "the Prover's signature does not verify")
@@ -350,7 +345,7 @@ def _check_transcript(
             "commit/evaluations",
             opened.session_id,
             commit_f.root,
-            _u64(commit_f.rows, commit_f.cols),
+            u64be(commit_f.rows, commit_f.cols),
             heads[e_f.index - 1],
         ):
             res.fail(

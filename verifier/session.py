@@ -25,7 +25,6 @@ itself: steps 3 and 5 are skipped and the local values replace the Prover's), ``
 from __future__ import annotations
 
 import secrets
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from attribution.protocol.common import (
     make_challenge_plan,
     seed_commitment,
     session_id_for,
+    u64be,
 )
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
@@ -106,10 +106,6 @@ class Evaluation:
     stats: list[dict[str, Any]]
     n_spot: int
     spot_failures: int
-
-
-def _u64(*xs: int) -> bytes:
-    return b"".join(struct.pack(">Q", x) for x in xs)
 
 
 class VerifierSession:
@@ -212,7 +208,7 @@ class VerifierSession:
         head = self.head
         msg = decode(data, kind)
         self._log(Direction.PROVER_TO_VERIFIER, f"commit_{what}", data)
-        fields = (self.session_id, msg.root, _u64(msg.rows, msg.cols), head)
+        fields = (self.session_id, msg.root, u64be(msg.rows, msg.cols), head)
         if not verify(self.prover_key, msg.signature, f"commit/{what}", *fields):
             raise ProtocolError(f"bad Prover signature on the {what} commitment")
         if (msg.rows, msg.cols) != shape:

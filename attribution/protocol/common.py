@@ -4,6 +4,7 @@ commitments, session ids, the challenge plan constructor and affine predictions.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -41,6 +42,11 @@ class Phase(IntEnum):
     CHALLENGE = 4
     EVALUATIONS = 5
     DECIDED = 6
+
+
+def u64be(*xs: int) -> bytes:
+    """Unsigned 64-bit big-endian encodings of ``xs``, concatenated (signed shape fields)."""
+    return b"".join(struct.pack(">Q", x) for x in xs)
 
 
 def seed_commitment(label: str, seed: bytes, salt: bytes) -> bytes:
