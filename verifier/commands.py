@@ -64,8 +64,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--honest",
         default=None,
-        help="the honest attribution: 'exact' (synthetic), 'datamodel:R' (fitted on "
-        "R of the Prover's own B_p runs) or a .npy file of shape (T, 1 + N)",
+        help="the honest attribution: any vattr attribute method as NAME[:R] (e.g. exact, "
+        "datamodel:4000, if-exact) or a .npz/.npy file of shape (T, 1 + N)",
     )
     p.add_argument("--n-level", type=int, default=None, help="explicit: pairs per level")
     p.add_argument("--k", type=int, default=None, help="explicit: spot checks")
@@ -163,62 +163,23 @@ def _outputs(text: str | None, task: Any) -> tuple[int, ...]:
         raise UsageError(f"--outputs: {text!r} is not a list of integers") from exc
 
 
-def honest_attribution(task: Any, how: str | None, seed: int = 0) -> FloatArray:
-    """The honest Prover's attribution matrix (T, 1 + N)."""
-    from attribution.estimators.datamodel import fit_datamodel
-    from attribution.execution.plan import retrain_plan
+def honest_attribution(task: Any, how: str | None) -> FloatArray:
+    """The honest Prover's attribution matrix (T, 1 + N): what ``vattr serve`` would serve
+    (:func:`prover.attributions.compute_attribution`); by default the exact optimum on the
+    synthetic task and a least-squares datamodel otherwise."""
     from attribution.tasks.runtime import OracleTask
+    from prover.attributions import compute_attribution
 
-    if how is None:
-        how = (
-            "exact" if isinstance(task, OracleTask) else f"datamodel:{max(4 * task.n_points, 2000)}"
-        )
-    if how == "exact":
-        if not isinstance(task, OracleTask):
-            raise UsageError("--honest exact needs the synthetic task (exact spectrum)")
-        ex = task.oracle.exact()
-        return np.concatenate([[ex.theta0], ex.theta])[None, :]
-    if how.startswith("datamodel:"):
-        try:
-            runs = int(how.split(":", 1)[1])
-        except ValueError as exc:
-            raise UsageError(f"--honest {how!r}: R must be an integer") from exc
-        plan = retrain_plan(task.digest, task.n_points, runs, task.spec.p, 1_000_000 + seed)
-        rows = range(runs)
-        masks = plan.masks(rows)
-        outputs = np.concatenate(
-            [
-                task.train_batch(masks[i : i + 512], plan.seeds(rows[i : i + 512]))
-                for i in range(0, runs, 512)
-            ]
-        )
-        return fit_datamodel(masks, outputs)
-    path = Path(how)
-    if not path.is_file():
-        raise UsageError(f"--honest: {how!r} is neither exact, datamodel:R nor a file")
-    A = np.load(path)
-    if A.shape != (task.n_outputs, task.n_points + 1):
-        raise UsageError(
-            f"{path}: attribution of shape {A.shape}, expected "
-            f"({task.n_outputs}, {task.n_points + 1})"
-        )
-    return np.asarray(A, dtype=np.float64)
+    default = "exact" if isinstance(task, OracleTask) else "datamodel"
+    return compute_attribution(task, how or default)
 
 
 def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 2000) -> FloatArray:
-    """What a Prover claims as its MSE for the naive baseline: exact on the synthetic
-    oracle, else estimated on its own fresh B_p runs."""
-    from attribution.execution.plan import retrain_plan
-    from attribution.protocol.common import g_values
-    from attribution.tasks.runtime import OracleTask
+    """What a Prover claims as its MSE for the naive baseline: its own residual estimate
+    (:func:`prover.attributions.residual_hint`; exact on the synthetic oracle)."""
+    from prover.attributions import residual_hint
 
-    if isinstance(task, OracleTask):
-        ex = task.oracle.exact()
-        return np.array([ex.B_ge2 + task.oracle.err(float(A[o, 0]), A[o, 1:]) for o in outputs])
-    plan = retrain_plan(task.digest, task.n_points, runs, task.spec.p, 2_000_000)
-    masks = plan.masks(range(runs))
-    f = task.train_batch(masks, plan.seeds(range(runs)))
-    return np.array([float(np.mean((f[:, o] - g_values(A[o], masks)) ** 2)) for o in outputs])
+    return np.asarray(residual_hint(task, A, runs), dtype=np.float64)[list(outputs)]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -273,7 +234,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"the plan needs {total} trainings per run (> --max-trainings "
             f"{args.max_trainings}); use --plan-only to inspect it"
         )
-    honest = honest_attribution(task, args.honest, args.seed)
+    honest = honest_attribution(task, args.honest)
     claimed = None
     if mode == "naive":
         claimed = claimed_mse(task, strategy.attribution(honest, task.spec.p), outputs)
