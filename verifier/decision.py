@@ -223,21 +223,29 @@ def decide_output(
 def _budget(
     d: float, w: float, bias: float, corr: float, tol: float, eps: float, params: ProtocolParams
 ) -> dict[str, Any]:
-    """Sizes that would have decided with the same observed statistic and variances."""
-    room_accept = eps - d - bias - tol - corr / 4  # corruption shrinks if k grows with E
+    """Sizes that would have decided with the same observed statistic and variances.
+
+    Scaling the pairs per level and k together by ``s``: the half-width shrinks to
+    ``w / sqrt(s)``; every per-value corruption charge shrinks by ``1/s`` while the number
+    of tolerated corruptions grows by about ``s``, so the corruption bound stays about the
+    same; the bias and tolerance terms do not depend on the sizes. The run decides once
+    ``w / sqrt(s)`` fits the room left on the accept side (``eps - d - bias - tol - corr``)
+    or on the reject side (``d - max(eps/2, eta)``).
+    """
+    room_accept = eps - d - bias - tol - corr
     room_reject = d - max(eps / 2, params.eta)
     room = max(room_accept, room_reject)
     if room <= 0 or w <= 0:
         return {
             "decidable": False,
-            "advice": "the bias or corruption terms alone exceed the budget: use a "
-            "smaller rho or a larger k, or a larger epsilon",
+            "advice": "the bias, corruption and tolerance terms alone exceed the budget: use "
+            "a smaller rho, or a larger epsilon",
         }
     scale = max(1.0, (w / room) ** 2)
     return {
         "decidable": True,
         "scale": scale,
         "pairs_per_level": math.ceil(params.n_pairs[0] * scale),
-        "k": math.ceil(params.k * max(1.0, 4 * corr / max(room, 1e-300))) if params.k else 0,
-        "M": math.ceil(params.m * scale) if params.m else 0,
+        "k": math.ceil(params.k * scale),
+        "M": math.ceil(params.m * scale),
     }
