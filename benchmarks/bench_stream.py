@@ -21,6 +21,7 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -91,7 +92,11 @@ def serve(n: int) -> None:
         try:
             values = make_values(n)
             session_id, token = secrets.token_bytes(16), secrets.token_bytes(32)
-            state = ServerSession(ProverSession(served.info, task.digest, key), token, "bench")
+            state = ServerSession(
+                ProverSession(served.info, task.digest, key),
+                hashlib.sha256(token).digest(),
+                "bench",
+            )
             state.evaluations = values
             servicer = running.servicer
             with servicer._lock:

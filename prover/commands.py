@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from attribution.cli_args import add_task_args
-from attribution.commitments import SigningKey, load_private_key
+from attribution.commitments import SigningKey, load_private_key, save_private_key
 from attribution.errors import UsageError
 
 
@@ -27,10 +27,23 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--store", type=Path, default=None, help="directory for training stores")
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="directory for sessions and training stores; a restart on the same store "
+        "resumes its open sessions (default: a new temporary directory)",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="models per training batch")
     p.add_argument("--executor", choices=["serial", "local", "ray"], default="local")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--key", type=Path, default=None, help="Prover Ed25519 key (PEM, 0600)")
+    p.add_argument(
+        "--key",
+        type=Path,
+        default=None,
+        help="Prover Ed25519 key (PEM, 0600; default: STORE/prover-key.pem, created if "
+        "missing, so that a restarted Prover can resume its sessions)",
+    )
     p.add_argument("--tls-cert", type=Path)
     p.add_argument("--tls-key", type=Path)
     p.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
@@ -73,6 +86,17 @@ def build_served(
     return ServedTask(task, A, residual_hint(task, A), strategy)
 
 
+def store_key(store: Path) -> SigningKey:
+    """The Prover key kept in the store (``prover-key.pem``, 0600), created on first use:
+    sessions signed under it can be resumed after a restart."""
+    path = store / "prover-key.pem"
+    if path.exists():
+        return load_private_key(path)
+    key = SigningKey.generate()
+    save_private_key(path, key)
+    return key
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from attribution.execution import make_executor
     from attribution.tasks import load_task, resolve_spec
@@ -95,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.client_ca is not None and tls is None:
         raise UsageError("--client-ca needs --tls-cert/--tls-key")
     tokens = read_token_file(args.token_file) if args.token_file else None
-    key = load_private_key(args.key) if args.key else SigningKey.generate()
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
     task = load_task(resolve_spec(args.task, args.overrides))
     if args.strategy != "honest":
         logging.getLogger("vattr.prover").warning(
@@ -103,6 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     served = build_served(task, args.method, args.attributions, args.strategy)
     store = args.store or Path(tempfile.mkdtemp(prefix="vattr-prover-"))
+    store.mkdir(parents=True, exist_ok=True)
+    key = load_private_key(args.key) if args.key else store_key(store)
     executor = make_executor(args.executor, workers=args.workers)
     stop = install_signal_handlers()
     try:
@@ -118,6 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             reflection=args.reflection,
             max_sessions_per_client=args.max_sessions_per_client,
+            batch_size=args.batch_size,
         )
         print(
             f"serving {task.spec.name} on {args.host}:{running.port} "

@@ -78,8 +78,15 @@ def start_server(
     max_concurrent_rpcs: int = 64,
     max_sessions_per_client: int = 16,
     nonce_source: Callable[[], bytes] | None = None,
+    batch_size: int = 256,
+    resume: bool = True,
 ) -> RunningServer:
-    """Start serving on ``host:port`` (port 0 = a free port); returns the bound port."""
+    """Start serving on ``host:port`` (port 0 = a free port); returns the bound port.
+
+    With ``resume`` (the default) the undecided sessions saved under ``store_root`` are
+    resumed first (:meth:`ProverServicer.restore`): their training jobs continue where a
+    crash left them. They can only be resumed under the same Prover key and attribution.
+    """
     if tls is None and not is_loopback(host) and not insecure:
         raise UsageError(
             f"refusing to serve on non-loopback address {host} without TLS "
@@ -99,7 +106,11 @@ def start_server(
         store_root,
         max_sessions_per_client=max_sessions_per_client,
         nonce_source=nonce_source,
+        batch_size=batch_size,
     )
+    resumed = servicer.restore() if resume else 0
+    if resumed:
+        log.info("resumed %d saved session(s) from %s", resumed, store_root)
     prover_pb2_grpc.add_ProverServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

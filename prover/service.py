@@ -2,10 +2,13 @@
 
 Training never runs inside an RPC: ``RevealChallengeSeed`` starts a job on a background
 thread that feeds the shared executor and writes a resumable result store (one per
-session under ``store_root``); ``WatchJob`` streams its progress. Sessions live until the
-verdict (or the server stops) and survive client disconnects: a client resumes with the
-session id and token. Bad input maps to gRPC status codes (ENGINEERING.md 1.6) and never
-takes the server down.
+session, ``<store_root>/<session id hex>/retrain``); ``WatchJob`` streams its progress.
+Sessions live until the verdict and survive client disconnects (a client resumes with the
+session id and token) and server crashes: every step is saved to the session's sealed
+``session.json`` (:mod:`prover.session_file`) before it is answered, and
+:meth:`ProverServicer.restore` replays the saved sessions of a store on start-up and
+restarts their unfinished training jobs, which skip the rows already in the store. Bad
+input maps to gRPC status codes (ENGINEERING.md 1.6) and never takes the server down.
 """
 
 from __future__ import annotations
@@ -28,14 +31,16 @@ import numpy.typing as npt
 
 from attribution import __version__
 from attribution.commitments import LEAF_VALUES, SigningKey
-from attribution.errors import UsageError
+from attribution.errors import StoreCorruptError, StoreMismatchError, UsageError
 from attribution.execution import ResultStore, run_plan
 from attribution.execution.executors import Executor
+from attribution.protocol import need
 from attribution.protocol.common import Phase, ProtocolError, TaskInfo, g_values
 from attribution.protocol.messages import MessageError
 from attribution.tasks.runtime import Task
 from attribution.v1 import common_pb2, prover_pb2, prover_pb2_grpc
 from prover.session import ProverSession
+from prover.session_file import SESSION_FILE, SessionRecord
 from prover.strategies import EvalContext, Strategy
 
 log = logging.getLogger("vattr.prover")
@@ -53,13 +58,15 @@ class Job:
     message: str = ""
     values: FloatArray | None = None
     finished: threading.Event = field(default_factory=threading.Event)
+    trained: int = 0  # trainings run by this process (rows found in the store excluded)
 
 
 @dataclass
 class ServerSession:
     session: ProverSession
-    token: bytes
+    token_digest: bytes  # SHA-256 of the session token: the capability is not kept
     owner: str
+    record: SessionRecord | None = None  # what is saved; None = not persisted (tests)
     lock: threading.Lock = field(default_factory=threading.Lock)
     attribution_body: bytes = b""
     reveal_body: bytes = b""
@@ -168,7 +175,8 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             s = self._sessions.get(bytes(ref.session_id))
         if s is None:
             raise _Abort(grpc.StatusCode.NOT_FOUND, "unknown session")
-        if not hmac.compare_digest(bytes(ref.session_token), s.token):
+        given = hashlib.sha256(bytes(ref.session_token)).digest()
+        if not hmac.compare_digest(given, s.token_digest):
             raise _Abort(grpc.StatusCode.PERMISSION_DENIED, "wrong session token")
         s.last_seen = time.monotonic()
         return s
@@ -238,11 +246,93 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                     f"at most {self.max_sessions_per_client} open sessions per client",
                 )
             token = secrets.token_bytes(32)
-            self._sessions[session.session_id] = ServerSession(session, token, owner)
+            s = ServerSession(session, hashlib.sha256(token).digest(), owner)
+            self._sessions[session.session_id] = s
+        s.record = SessionRecord(
+            session.session_id,
+            body,
+            session.nonce,
+            self.key.public_key_raw,
+            s.token_digest,
+            owner,
+        )
+        try:
+            self._save(s)
+        except _Abort:
+            with self._lock:
+                self._sessions.pop(session.session_id, None)
+            raise
         log.info("session %s opened by %s", session.session_id.hex(), owner)
         return prover_pb2.OpenSessionResponse(
             body=opened.to_bytes(), session_id=session.session_id, session_token=token
         )
+
+    def _save(self, s: ServerSession, **changes: Any) -> None:
+        """Record ``changes`` in the session's saved state (atomically, before the step is
+        answered, so a crash never loses an answered step)."""
+        if s.record is None:
+            return
+        for name, value in changes.items():
+            setattr(s.record, name, value)
+        try:
+            s.record.save(self.store_root)
+        except (OSError, UsageError) as exc:
+            log.error("cannot save session %s: %s", s.session.session_id.hex(), exc)
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, "the Prover cannot save its state") from exc
+
+    def restore(self) -> int:
+        """Resume the sessions saved under ``store_root`` (after a crash or restart).
+
+        Each undecided session is replayed from its saved inputs; every replayed
+        commitment must equal the saved bytes. Unfinished training jobs restart and skip
+        the rows already in their stores. A session that cannot be replayed (another key
+        or attribution, a damaged file) is logged and left on disk untouched. Returns the
+        number of sessions resumed.
+        """
+        paths = sorted(self.store_root.glob(f"*/{SESSION_FILE}"), key=lambda q: q.stat().st_mtime)
+        resumed = 0
+        for path in paths[-self.max_sessions :]:
+            try:
+                s = self._replay(SessionRecord.load(path))
+            except (UsageError, StoreCorruptError, ProtocolError, MessageError, _Abort) as exc:
+                log.warning("session state %s not resumed: %s", path, exc)
+                continue
+            if s is None:
+                continue
+            with self._lock:
+                self._sessions[s.session.session_id] = s
+            if s.job is not None and not s.job.finished.is_set():
+                self._start(s, s.job)
+            resumed += 1
+            log.info("session %s resumed (%s)", path.parent.name, s.session.phase.name)
+        return resumed
+
+    def _replay(self, rec: SessionRecord) -> ServerSession | None:
+        if rec.decided:
+            return None
+        if rec.prover_key != self.key.public_key_raw:
+            raise StoreMismatchError("opened under another Prover key")
+        session = ProverSession(self.served.info, self.served.task.digest, self.key, rec.nonce)
+        session.on_open(rec.open_body)
+        if session.session_id != rec.session_id:
+            raise StoreCorruptError("the saved OpenSession is not this session's")
+        self._check_params(session)
+        s = ServerSession(session, rec.token_digest, rec.owner, rec)
+        if rec.attribution_body:
+            s.attribution_body = session.commit_attribution(self.served.attribution).to_bytes()
+            if s.attribution_body != rec.attribution_body:
+                raise ProtocolError("the served attribution is not the one committed to")
+        if rec.reveal_body:
+            plan = session.on_challenge(rec.reveal_body)
+            s.reveal_body = rec.reveal_body
+            s.job = Job(rec.job_id, plan.n_rows)
+        if rec.evaluations_body:
+            job = need(s.job, "training job")
+            self._train(s, job)  # the store is complete: this reloads the rows
+            self._commit_evaluations_locked(s)
+            if s.evaluations_body != rec.evaluations_body:
+                raise ProtocolError("the replayed f-value commitment differs from the saved one")
+        return s
 
     def _check_params(self, session: ProverSession) -> None:
         params = session.params
@@ -269,6 +359,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             if not s.attribution_body:
                 msg = s.session.commit_attribution(self.served.attribution)
                 s.attribution_body = msg.to_bytes()
+                self._save(s, attribution_body=s.attribution_body)
             return prover_pb2.CommitAttributionResponse(body=s.attribution_body)
 
     def RevealChallengeSeed(
@@ -296,10 +387,14 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             s.reveal_body = body
             job = Job(uuid.uuid4().hex, plan.n_rows)
             s.job = job
+            self._save(s, reveal_body=body, job_id=job.job_id)
+        self._start(s, job)
+        return prover_pb2.RevealChallengeSeedResponse(job_id=job.job_id, total=job.total)
+
+    def _start(self, s: ServerSession, job: Job) -> None:
         threading.Thread(
             target=self._train, args=(s, job), daemon=True, name=f"job-{job.job_id[:8]}"
         ).start()
-        return prover_pb2.RevealChallengeSeedResponse(job_id=job.job_id, total=job.total)
 
     def _train(self, s: ServerSession, job: Job) -> None:
         task = self.served.task
@@ -307,7 +402,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         try:
             if plan is None:
                 raise RuntimeError("no challenge plan")
-            store_dir = self.store_root / s.session.session_id.hex()
+            store_dir = self.store_root / s.session.session_id.hex() / "retrain"
             with ResultStore.open(
                 store_dir,
                 task_digest=task.digest,
@@ -317,16 +412,29 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                 output_names=task.output_names,
             ) as store:
                 job.done = plan.n_rows - len(store.pending_rows())
+                if job.done:
+                    log.info(
+                        "job %s resumed: %d of %d trainings already in the store",
+                        job.job_id,
+                        job.done,
+                        job.total,
+                    )
 
                 def progress(n: int) -> None:
                     job.done += n
+                    job.trained += n
 
                 run_plan(
                     task.spec, task.digest, plan, store, self.executor, self.batch_size, progress
                 )
                 job.values = np.array(store.outputs)
             job.state = prover_pb2.JOB_STATE_DONE
-            log.info("job %s done (%d trainings)", job.job_id, job.total)
+            log.info(
+                "job %s done: %d trainings, %d run by this process",
+                job.job_id,
+                job.total,
+                job.trained,
+            )
         except Exception as exc:
             job.state = prover_pb2.JOB_STATE_FAILED
             job.message = f"{type(exc).__name__}: {exc}"
@@ -364,25 +472,31 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         with s.lock:
             if s.evaluations_body:
                 return prover_pb2.CommitEvaluationsResponse(body=s.evaluations_body)
-            job = s.job
-            if job is None or job.state != prover_pb2.JOB_STATE_DONE or job.values is None:
-                raise _Abort(
-                    grpc.StatusCode.FAILED_PRECONDITION, "the training job of E has not finished"
-                )
-            values = job.values
-            strategy = self.served.strategy
-            if strategy.corrupts and s.session.plan is not None and s.session.params is not None:
-                plan = s.session.plan
-                masks = plan.masks(range(plan.n_rows))
-                A = self.served.attribution
-                g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
-                values = strategy.evaluations(
-                    values, EvalContext(s.session.params, plan.layout, self.served.task.bound, g)
-                )
-            msg = s.session.commit_evaluations(values)
-            s.evaluations = values
-            s.evaluations_body = msg.to_bytes()
+            self._commit_evaluations_locked(s)
+            self._save(s, evaluations_body=s.evaluations_body)
             return prover_pb2.CommitEvaluationsResponse(body=s.evaluations_body)
+
+    def _commit_evaluations_locked(self, s: ServerSession) -> None:
+        """Commit to the f-values of the finished job (what a red-team strategy makes of
+        them); sets ``s.evaluations`` and ``s.evaluations_body``."""
+        job = s.job
+        if job is None or job.state != prover_pb2.JOB_STATE_DONE or job.values is None:
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "the training job of E has not finished"
+            )
+        values = job.values
+        strategy = self.served.strategy
+        if strategy.corrupts and s.session.plan is not None and s.session.params is not None:
+            plan = s.session.plan
+            masks = plan.masks(range(plan.n_rows))
+            A = self.served.attribution
+            g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
+            values = strategy.evaluations(
+                values, EvalContext(s.session.params, plan.layout, self.served.task.bound, g)
+            )
+        msg = s.session.commit_evaluations(values)
+        s.evaluations = values
+        s.evaluations_body = msg.to_bytes()
 
     def _chunks(self, values: FloatArray, kind: str) -> Iterator[Any]:
         flat = np.ascontiguousarray(values, dtype="<f8").ravel()
@@ -437,5 +551,6 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         s = self._session(ref)
         with s.lock:
             msg = s.session.on_verdict(body)
+            self._save(s, decided=True)
         log.info("session %s: verdict %s %s", s.session.session_id.hex(), msg.verdict, msg.reason)
         return prover_pb2.DeliverVerdictResponse(acknowledged=True)

@@ -4,6 +4,7 @@ few pool threads, not one per audit (the RPC pool is bounded and job threads exi
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,7 +96,9 @@ def test_clients_hanging_up_mid_stream_leak_nothing(tmp_path: Path) -> None:
     running = start_server(served, key, SerialExecutor(), tmp_path / "store")
     values = np.linspace(-1, 1, 1_000_000).reshape(-1, 1)
     sid, token = secrets.token_bytes(16), secrets.token_bytes(32)
-    state = ServerSession(ProverSession(served.info, task.digest, key), token, "test")
+    state = ServerSession(
+        ProverSession(served.info, task.digest, key), hashlib.sha256(token).digest(), "test"
+    )
     state.evaluations = values
     running.servicer._sessions[sid] = state
     ref = prover_pb2.SessionRef(session_id=sid, session_token=token)

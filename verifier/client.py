@@ -5,36 +5,54 @@ same state machine as ``vattr simulate`` (so both give bit-identical statistics 
 same seeds), trains the spot checks and MSE samples locally, and returns the outcome with
 everything needed for the signed report. Every call carries a deadline; transport
 failures raise :class:`TransportError` (exit code 3).
+
+Crashes on either side lose nothing: the audit's progress and secrets are saved in the
+work directory after every answer (:mod:`verifier.audit_state`), so running the audit
+again on the same work directory resumes the same session; and once the session is open,
+a Prover that becomes unavailable (restarting on its store, which resumes its sessions)
+is waited for up to ``reconnect`` seconds, each step being retried where it stopped --
+all Prover steps are idempotent, and a saved training job is only watched again, never
+revealed twice.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import SigningKey
-from attribution.errors import UsageError
+from attribution.errors import StoreCorruptError, UsageError
 from attribution.execution import ResultStore, make_executor, run_plan
 from attribution.execution.plan import RowSubset
 from attribution.progress import Progress
 from attribution.protocol.common import TaskInfo
 from attribution.tasks.runtime import Task
 from attribution.v1 import prover_pb2, prover_pb2_grpc
+from verifier.audit_state import AuditState
 from verifier.planner import Plan
 from verifier.session import Outcome, VerifierSecrets, VerifierSession
 
 FloatArray = npt.NDArray[np.float64]
+R = TypeVar("R")
+RETRYABLE = frozenset({"UNAVAILABLE"})
 
 
 class TransportError(Exception):
-    """The Prover could not be reached or answered with an error status."""
+    """The Prover could not be reached or answered with an error status.
+
+    ``code`` is the gRPC status name (``"UNAVAILABLE"``, ...) when there was one."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -84,7 +102,8 @@ class ProverClient:
                 request, timeout=timeout or self.timeout, metadata=self.metadata
             )
         except grpc.RpcError as exc:
-            raise TransportError(f"{name}: {exc.code().name}: {exc.details()}") from exc
+            code = exc.code().name
+            raise TransportError(f"{name}: {code}: {exc.details()}", code) from exc
 
     def stream(self, name: str, request: Any, timeout: float | None = None) -> Iterator[Any]:
         try:
@@ -92,7 +111,8 @@ class ProverClient:
                 request, timeout=timeout or self.timeout, metadata=self.metadata
             )
         except grpc.RpcError as exc:
-            raise TransportError(f"{name}: {exc.code().name}: {exc.details()}") from exc
+            code = exc.code().name
+            raise TransportError(f"{name}: {code}: {exc.details()}", code) from exc
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         try:
@@ -169,10 +189,76 @@ def describe_prover(client: ProverClient) -> Any:
     return client.call("DescribeTasks", prover_pb2.DescribeTasksRequest())
 
 
+class Reconnect:
+    """Retry a step while the Prover is UNAVAILABLE (e.g. restarting), for up to ``window``
+    seconds per outage with exponential back-off (0.5 s doubling to 5 s); other errors,
+    and an outage longer than the window, raise."""
+
+    def __init__(self, window: float, say: Callable[[str], None]) -> None:
+        self.window = window
+        self.say = say
+
+    def __call__(self, what: str, fn: Callable[[], R]) -> R:
+        start: float | None = None
+        delay = 0.5
+        while True:
+            try:
+                return fn()
+            except TransportError as exc:
+                if exc.code not in RETRYABLE or self.window <= 0:
+                    raise
+                now = time.monotonic()
+                if start is None:
+                    start = now
+                    self.say(f"{what}: the Prover is unavailable; retrying for {self.window:.0f} s")
+                elif now - start > self.window:
+                    raise TransportError(
+                        f"{exc} (still unavailable after {self.window:.0f} s)", exc.code
+                    ) from exc
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+
+def _watch(client: ProverClient, ref: Any, job_id: str, bar: Progress) -> None:
+    """Follow the Prover's training job to its end (one stream; raises to be retried)."""
+    request = prover_pb2.WatchJobRequest(session=ref, job_id=job_id)
+    for update in client.stream("WatchJob", request, timeout=24 * 3600):
+        if int(update.done) > bar.done:
+            bar.update(int(update.done) - bar.done)
+        if update.state == prover_pb2.JOB_STATE_FAILED:
+            raise TransportError(f"the Prover's training job failed: {update.message}")
+        if update.state == prover_pb2.JOB_STATE_DONE:
+            return
+    raise TransportError("WatchJob: the stream ended before the job did", "UNAVAILABLE")
+
+
+def _resume_session(
+    state: AuditState, task: Task, key: SigningKey, info: TaskInfo
+) -> VerifierSession:
+    """Re-run the Verifier's state machine from the saved Prover messages."""
+    if state.task_digest != task.digest:
+        raise UsageError("the saved audit is of another task (digest mismatch)")
+    if state.verifier_key != key.public_key_raw:
+        raise UsageError("the saved audit was signed with another Verifier key")
+    session = VerifierSession(
+        info,
+        task.digest,
+        state.protocol_params,
+        key,
+        state.verifier_secrets,
+        task_name=task.spec.name,
+    )
+    session.open()
+    if session.session_id != state.session_id:
+        raise StoreCorruptError("the saved audit state does not reproduce its session id")
+    session.on_opened(state.opened_body)
+    return session
+
+
 def run_audit(
     client: ProverClient,
     task: Task,
-    plan: Plan,
+    plan: Plan | None,
     key: SigningKey,
     work_dir: Path,
     *,
@@ -180,9 +266,14 @@ def run_audit(
     quiet: bool = False,
     secrets: VerifierSecrets | None = None,
     log: Callable[[str], None] | None = None,
+    reconnect: float = 0.0,
 ) -> AuditResult:
-    """Run one interactive audit of the Prover behind ``client``."""
+    """Run one interactive audit of the Prover behind ``client``, or resume the one saved
+    in ``work_dir`` (then ``plan`` and ``secrets`` are ignored: the saved ones hold; ``plan``
+    may be None only when resuming). ``reconnect``: seconds to wait for an unavailable
+    Prover once the session is open (0 = fail at once)."""
     say = log or (lambda m: None if quiet else print(m, file=sys.stderr))
+    retry = Reconnect(reconnect, say)
     desc = describe_prover(client)
     served = next((t for t in desc.tasks if t.task.name == task.spec.name), None)
     if served is None:
@@ -193,42 +284,84 @@ def run_audit(
             f"this Verifier has {task.digest.hex()[:16]}... (different spec or data)"
         )
     info = TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
-    session = VerifierSession(
-        info, task.digest, plan.params, key, secrets, task_name=task.spec.name
-    )
-    opened = client.call(
-        "OpenSession", prover_pb2.OpenSessionRequest(body=session.open().to_bytes())
-    )
-    ref = prover_pb2.SessionRef(session_id=opened.session_id, session_token=opened.session_token)
-    session.on_opened(bytes(opened.body))
-    prover_fp = bytes(desc.prover_key).hex()[:16]
-    say(f"session {session.session_id.hex()} opened with Prover {prover_fp}...")
-    commit = client.call("CommitAttribution", prover_pb2.CommitAttributionRequest(session=ref))
-    session.on_attribution_commitment(bytes(commit.body))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    state = AuditState.find(work_dir)
+    if state is not None:
+        session = _resume_session(state, task, key, info)
+        say(f"resuming audit session {session.session_id.hex()} saved in {work_dir}")
+    else:
+        if plan is None:
+            raise UsageError(f"no saved audit to resume in {work_dir}")
+        session = VerifierSession(
+            info, task.digest, plan.params, key, secrets, task_name=task.spec.name
+        )
+        opened = client.call(
+            "OpenSession", prover_pb2.OpenSessionRequest(body=session.open().to_bytes())
+        )
+        session.on_opened(bytes(opened.body))
+        state = AuditState(
+            client.target,
+            task.digest,
+            plan.params.to_dict(),
+            key.public_key_raw,
+            AuditState.secrets_json(session.secrets),
+            session.session_id,
+            bytes(opened.session_token),
+            bytes(opened.body),
+        )
+        state.save(work_dir)  # the secrets reach the disk before anything is revealed
+        prover_fp = bytes(desc.prover_key).hex()[:16]
+        say(f"session {session.session_id.hex()} opened with Prover {prover_fp}...")
+    ref = prover_pb2.SessionRef(session_id=state.session_id, session_token=state.session_token)
+
+    def saved(name: str, value: object) -> None:
+        setattr(state, name, value)
+        state.save(work_dir)
+
+    if not state.attribution_body:
+        commit = retry(
+            "CommitAttribution",
+            lambda: client.call(
+                "CommitAttribution", prover_pb2.CommitAttributionRequest(session=ref)
+            ),
+        )
+        saved("attribution_body", bytes(commit.body))
+    session.on_attribution_commitment(state.attribution_body)
     reveal = session.reveal_challenge()
-    job = client.call(
-        "RevealChallengeSeed",
-        prover_pb2.RevealChallengeSeedRequest(session=ref, body=reveal.to_bytes()),
-    )
-    bar = Progress(int(job.total), "prover trains E", not quiet)
-    last = 0
-    for update in client.stream(
-        "WatchJob", prover_pb2.WatchJobRequest(session=ref, job_id=job.job_id), timeout=24 * 3600
-    ):
-        bar.update(int(update.done) - last)
-        last = int(update.done)
-        if update.state == prover_pb2.JOB_STATE_FAILED:
-            raise TransportError(f"the Prover's training job failed: {update.message}")
-    evals = client.call("CommitEvaluations", prover_pb2.CommitEvaluationsRequest(session=ref))
-    session.on_evaluation_commitment(bytes(evals.body))
+    if not state.job_id:
+        job = retry(
+            "RevealChallengeSeed",
+            lambda: client.call(
+                "RevealChallengeSeed",
+                prover_pb2.RevealChallengeSeedRequest(session=ref, body=reveal.to_bytes()),
+            ),
+        )
+        saved("job_id", str(job.job_id))
+    if not state.evaluations_body:
+        bar = Progress(session.layout.n_rows, "prover trains E", not quiet)
+        retry("WatchJob", lambda: _watch(client, ref, state.job_id, bar))
+        evals = retry(
+            "CommitEvaluations",
+            lambda: client.call(
+                "CommitEvaluations", prover_pb2.CommitEvaluationsRequest(session=ref)
+            ),
+        )
+        saved("evaluations_body", bytes(evals.body))
+    session.on_evaluation_commitment(state.evaluations_body)
     n_a = task.n_outputs * (task.n_points + 1)
     n_f = session.layout.n_rows * task.n_outputs
-    attribution = client.fetch_vector(
-        "StreamAttribution", prover_pb2.StreamAttributionRequest(session=ref), n_a
+    attribution = retry(
+        "StreamAttribution",
+        lambda: client.fetch_vector(
+            "StreamAttribution", prover_pb2.StreamAttributionRequest(session=ref), n_a
+        ),
     )
     session.receive_attribution(attribution)
-    evaluations = client.fetch_vector(
-        "StreamEvaluations", prover_pb2.StreamEvaluationsRequest(session=ref), n_f
+    evaluations = retry(
+        "StreamEvaluations",
+        lambda: client.fetch_vector(
+            "StreamEvaluations", prover_pb2.StreamEvaluationsRequest(session=ref), n_f
+        ),
     )
     session.receive_evaluations(evaluations)
     rows = session.spot_check_rows()
@@ -240,12 +373,17 @@ def run_audit(
             task, m_plan, list(range(m_plan.n_rows)), executor, work_dir, "mse", quiet
         )
     outcome = session.decide(spot, mse)
-    ack = client.call(
-        "DeliverVerdict",
-        prover_pb2.DeliverVerdictRequest(session=ref, body=outcome.message.to_bytes()),
-    )
-    if not ack.acknowledged:
-        say("warning: the Prover did not acknowledge the verdict")
+    if not state.delivered:
+        ack = retry(
+            "DeliverVerdict",
+            lambda: client.call(
+                "DeliverVerdict",
+                prover_pb2.DeliverVerdictRequest(session=ref, body=outcome.message.to_bytes()),
+            ),
+        )
+        if not ack.acknowledged:
+            say("warning: the Prover did not acknowledge the verdict")
+        saved("delivered", True)
     return AuditResult(
         outcome,
         session,

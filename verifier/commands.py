@@ -113,8 +113,22 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-server-name", default=None, help="expected server name (SAN)")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token")
     p.add_argument("--executor", choices=["serial", "local", "ray"], default="local")
-    p.add_argument("--work-dir", type=Path, default=None, help="local training stores")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="the audit's saved state (0600) and local training stores; running the same "
+        "command on the same work dir resumes an interrupted audit (default: a new "
+        "temporary directory)",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="deadline per call (s)")
+    p.add_argument(
+        "--reconnect",
+        type=float,
+        default=300.0,
+        help="once the session is open, wait this long (s) for an unavailable Prover, "
+        "e.g. one restarting on its store, before giving up",
+    )
     p.add_argument("--report", type=Path, required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -280,11 +294,25 @@ def _read_token(path: Path | None) -> str | None:
     return token
 
 
+def _work_dir_key(work: Path) -> Any:
+    """The Verifier key kept in the work dir (``verifier-key.pem``, 0600), created on first
+    use, so that a resumed audit signs with the key it started with."""
+    from attribution.commitments import SigningKey, load_private_key, save_private_key
+
+    path = work / "verifier-key.pem"
+    if path.exists():
+        return load_private_key(path)
+    key = SigningKey.generate()
+    save_private_key(path, key)
+    return key
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     import tempfile
 
-    from attribution.commitments import SigningKey, load_private_key
+    from attribution.commitments import load_private_key
     from attribution.tasks import load_task, resolve_spec
+    from verifier.audit_state import AuditState
     from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
     from verifier.planner import plan_run
     from verifier.report import write_audit_report
@@ -292,7 +320,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     task = load_task(resolve_spec(args.task, args.overrides))
     outputs = _outputs(args.outputs, task)
-    key = load_private_key(args.key) if args.key else SigningKey.generate()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="vattr-verifier-"))
+    work.mkdir(parents=True, exist_ok=True)
+    key = load_private_key(args.key) if args.key else _work_dir_key(work)
+    resuming = AuditState.find(work) is not None
     tls = None
     if args.tls_ca or args.tls_cert:
         if (args.tls_cert is None) != (args.tls_key is None):
@@ -305,27 +336,41 @@ def cmd_audit(args: argparse.Namespace) -> int:
         ) as client:
             client.wait_ready(timeout=args.timeout)
             hint = args.hint
-            if hint is None:
+            if hint is None and not resuming:
                 desc = describe_prover(client)
                 served = next((t for t in desc.tasks if t.task.name == task.spec.name), None)
                 if served is not None and len(served.residual_hint) == task.n_outputs:
                     hint = max(float(served.residual_hint[o]) for o in outputs)
                     hint = max(hint, 1e-4 * task.bound**2)
-            plan = plan_run(
-                task_info(task),
-                args.epsilon,
-                args.delta,
-                estimator=args.estimator,
-                preset=args.preset,
-                rho=args.rho,
-                outputs=outputs,
-                hint=hint,
-                mse_source=args.mse_source,
+            plan = (
+                None
+                if resuming
+                else plan_run(
+                    task_info(task),
+                    args.epsilon,
+                    args.delta,
+                    estimator=args.estimator,
+                    preset=args.preset,
+                    rho=args.rho,
+                    outputs=outputs,
+                    hint=hint,
+                    mse_source=args.mse_source,
+                )
             )
             if not quiet:
-                print(plan.describe(), file=sys.stderr)
-            work = args.work_dir or Path(tempfile.mkdtemp(prefix="vattr-verifier-"))
-            result = run_audit(client, task, plan, key, work, executor=args.executor, quiet=quiet)
+                if plan is not None:
+                    print(plan.describe(), file=sys.stderr)
+                print(f"work dir {work} (the same command resumes it)", file=sys.stderr)
+            result = run_audit(
+                client,
+                task,
+                plan,
+                key,
+                work,
+                executor=args.executor,
+                quiet=quiet,
+                reconnect=args.reconnect,
+            )
     except TransportError as exc:
         print(f"vattr: error: {exc}", file=sys.stderr)
         return 3

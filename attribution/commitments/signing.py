@@ -18,13 +18,9 @@ the best available scheme when a passphrase is given, in files of mode 0600.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import secrets
-import stat
 import struct
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -35,10 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from attribution.commitments.canonical import domain_tag
 from attribution.errors import UsageError
+from attribution.private_files import PRIVATE_FILE_MODE, read_private_file, write_private_file
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
-KEY_FILE_MODE = 0o600
+KEY_FILE_MODE = PRIVATE_FILE_MODE
 
 
 def signing_message(tag: str, *fields: bytes) -> bytes:
@@ -156,60 +153,12 @@ def save_private_key(
     passphrase: bytes | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write ``key`` as PKCS#8 PEM to ``path`` with mode 0600, atomically.
-
-    The PEM goes to a new temporary file in the same directory, created with
-    ``O_CREAT | O_EXCL`` and mode 0600 (then ``fchmod`` 0600, whatever the umask), so the
-    key is never readable by group or others, not even briefly; it is flushed and fsynced,
-    then moved into place in one step. An existing ``path`` is kept (``UsageError``)
-    unless ``overwrite=True``; then it is replaced atomically.
+    """Write ``key`` as PKCS#8 PEM to ``path`` with mode 0600, atomically
+    (:func:`attribution.private_files.write_private_file`: never readable by group or
+    others, not even briefly). An existing ``path`` is kept (``UsageError``) unless
+    ``overwrite=True``; then it is replaced atomically.
     """
-    target = Path(path)
-    pem = key.to_pem(passphrase)
-    directory = target.parent
-    tmp = directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except OSError as exc:
-        raise UsageError(f"cannot write private key to {target}: {exc.strerror}") from exc
-    try:
-        try:
-            os.fchmod(fd, KEY_FILE_MODE)
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)  # fails if target exists: no check-then-write race
-            except FileExistsError as exc:
-                raise UsageError(
-                    f"{target} already exists; refusing to overwrite a private key"
-                ) from exc
-            except OSError:  # file system without hard links: check, then rename
-                if target.exists() or target.is_symlink():
-                    raise UsageError(
-                        f"{target} already exists; refusing to overwrite a private key"
-                    ) from None
-                os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    write_private_file(path, key.to_pem(passphrase), what="private key", overwrite=overwrite)
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = None) -> SigningKey:
@@ -221,26 +170,4 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
     permissions are checked on the opened file descriptor, so the file cannot be swapped
     between the check and the read.
     """
-    p = Path(path)
-    try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
-        raise UsageError(f"private key file {p} does not exist") from exc
-    except OSError as exc:
-        raise UsageError(f"cannot open private key file {p}: {exc.strerror}") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"private key {p} is not a regular file")
-        mode = stat.S_IMODE(st.st_mode)
-        if os.name == "posix" and mode & ~KEY_FILE_MODE:
-            raise UsageError(
-                f"private key file {p} has permissions {mode:04o}, wider than 0600; "
-                f"others may have read it. Restrict it with: chmod 600 {p}"
-            )
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return SigningKey.from_pem(b"".join(chunks), passphrase)
+    return SigningKey.from_pem(read_private_file(path, what="private key"), passphrase)
