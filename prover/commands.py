@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -98,6 +99,10 @@ def store_key(store: Path) -> SigningKey:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # gRPC logs failed TLS handshakes (plaintext clients, refused client certificates) at
+    # INFO; keep them visible to the operator unless the environment says otherwise. This
+    # must happen before grpc is first imported.
+    os.environ.setdefault("GRPC_VERBOSITY", "INFO")
     from attribution.execution import make_executor
     from attribution.tasks import load_task, resolve_spec
     from prover.auth import read_token_file

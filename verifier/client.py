@@ -39,20 +39,26 @@ from attribution.v1 import prover_pb2, prover_pb2_grpc
 from verifier.audit_state import AuditState
 from verifier.planner import Plan
 from verifier.session import Outcome, VerifierSecrets, VerifierSession
+from verifier.transport_errors import EXPIRED, HOSTNAME, SERVER_NOT_TLS, UNTRUSTED, explain
 
 FloatArray = npt.NDArray[np.float64]
 R = TypeVar("R")
 RETRYABLE = frozenset({"UNAVAILABLE"})
+# misconfigurations that waiting does not cure (a restarting Prover refuses connections or
+# closes sockets, which stays retryable)
+CONFIG_ERRORS = frozenset({EXPIRED, UNTRUSTED, HOSTNAME, SERVER_NOT_TLS})
 
 
 class TransportError(Exception):
     """The Prover could not be reached or answered with an error status.
 
-    ``code`` is the gRPC status name (``"UNAVAILABLE"``, ...) when there was one."""
+    ``code`` is the gRPC status name (``"UNAVAILABLE"``, ...) when there was one; ``hint``
+    the one-line explanation of a connection failure (:func:`explain`), if any."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, hint: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class ProverClient:
         self.metadata = [("authorization", f"Bearer {token}")] if token else []
         self.timeout = timeout
         self.target = target
+        self.tls = tls is not None
 
     def close(self) -> None:
         self.channel.close()
@@ -102,8 +109,7 @@ class ProverClient:
                 request, timeout=timeout or self.timeout, metadata=self.metadata
             )
         except grpc.RpcError as exc:
-            code = exc.code().name
-            raise TransportError(f"{name}: {code}: {exc.details()}", code) from exc
+            raise self._error(name, exc) from exc
 
     def stream(self, name: str, request: Any, timeout: float | None = None) -> Iterator[Any]:
         try:
@@ -111,35 +117,67 @@ class ProverClient:
                 request, timeout=timeout or self.timeout, metadata=self.metadata
             )
         except grpc.RpcError as exc:
-            code = exc.code().name
-            raise TransportError(f"{name}: {code}: {exc.details()}", code) from exc
+            raise self._error(name, exc) from exc
+
+    def _error(self, name: str, exc: grpc.RpcError) -> TransportError:
+        """The TransportError of a failed call; connection failures get a one-line hint."""
+        code, details = exc.code().name, exc.details() or ""
+        hint = explain(code, details, tls=self.tls)
+        message = f"{name}: {code}: {details}" + (f" (hint: {hint})" if hint else "")
+        return TransportError(message, code, hint)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         try:
             grpc.channel_ready_future(self.channel).result(timeout=timeout)
         except grpc.FutureTimeoutError as exc:
-            raise TransportError(f"cannot reach the Prover at {self.target}") from exc
+            # the ready future keeps no reason: one fail-fast call recovers it
+            reason = ""
+            try:
+                self.call("DescribeTasks", prover_pb2.DescribeTasksRequest(), min(timeout, 5.0))
+            except TransportError as probe:
+                reason = f": {probe}"
+            raise TransportError(f"cannot reach the Prover at {self.target}{reason}") from exc
 
     def fetch_vector(self, name: str, request: Any, expected: int) -> FloatArray:
-        """Collect a chunked float64 stream; offsets must be contiguous, lengths exact."""
+        """Collect a chunked float64 stream; offsets must be contiguous, lengths exact.
+
+        Every message announces ``expected`` values and holds whole float64 values that
+        continue exactly where the previous chunk ended; the only empty chunk allowed is the
+        single message of a zero-length vector.
+        """
         out = np.empty(expected, dtype="<f8")  # bounded memory: one copy plus one chunk
         received = 0
+        messages = 0
         for msg in self.stream(name, request, timeout=max(self.timeout, 600.0)):
+            messages += 1
             data = bytes(msg.chunk.values_f64le)
             if msg.total != expected:
                 raise TransportError(f"{name}: announced {msg.total} values, expected {expected}")
-            if msg.chunk.offset != received or len(data) % 8:
+            if len(data) % 8:
+                raise TransportError(
+                    f"{name}: chunk at offset {msg.chunk.offset} holds {len(data)} bytes, "
+                    "not a multiple of 8 (whole float64 values)"
+                )
+            if msg.chunk.offset != received:
                 raise TransportError(
                     f"{name}: chunk at offset {msg.chunk.offset} "
                     f"({len(data)} bytes) does not continue at {received}"
                 )
             count = len(data) // 8
+            if count == 0 and (expected != 0 or messages > 1):
+                raise TransportError(
+                    f"{name}: empty chunk at offset {received} (only a zero-length vector "
+                    "is sent as one empty chunk)"
+                )
             if received + count > expected:
                 raise TransportError(f"{name}: more values than announced")
             out[received : received + count] = np.frombuffer(data, dtype="<f8")
             received += count
-        if received != expected:
-            raise TransportError(f"{name}: stream ended after {received} of {expected} values")
+        if received != expected or messages == 0:
+            raise TransportError(
+                f"{name}: stream ended after {received} of {expected} values"
+                + ("" if messages else " (no chunk at all)")
+            )
         return out.astype(np.float64, copy=False)
 
 
@@ -205,7 +243,7 @@ class Reconnect:
             try:
                 return fn()
             except TransportError as exc:
-                if exc.code not in RETRYABLE or self.window <= 0:
+                if exc.code not in RETRYABLE or exc.hint in CONFIG_ERRORS or self.window <= 0:
                     raise
                 now = time.monotonic()
                 if start is None:
