@@ -57,6 +57,12 @@ def register(sub: Any) -> None:
     p.add_argument("--reflection", action="store_true")
     p.add_argument("--max-sessions-per-client", type=int, default=16)
     p.add_argument(
+        "--max-challenges",
+        type=int,
+        default=1_000_000,
+        help="the most trainings (|E|) one session may ask for (RESOURCE_EXHAUSTED beyond)",
+    )
+    p.add_argument(
         "--strategy",
         default="honest",
         help="RED TEAM ONLY: serve a dishonest Prover (scale:C, corrupt:Q, ...)",
@@ -151,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             reflection=args.reflection,
             max_sessions_per_client=args.max_sessions_per_client,
             batch_size=args.batch_size,
+            max_challenges=args.max_challenges,
         )
         print(
             f"serving {task.spec.name} on {args.host}:{running.port} "

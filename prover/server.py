@@ -31,6 +31,54 @@ from prover.service import ProverServicer, ServedTask
 
 log = logging.getLogger("vattr.prover")
 SERVICE_NAME = prover_pb2.DESCRIPTOR.services_by_name["ProverService"].full_name
+_MALFORMED = object()  # stands in for a request that is not a valid protobuf message
+
+
+def _lenient(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data) if parse is not None else data
+        except Exception:  # DecodeError, or whatever a parser raises on garbage
+            return _MALFORMED
+
+    return deserialize
+
+
+class MalformedRequestInterceptor(grpc.ServerInterceptor):
+    """INVALID_ARGUMENT for a request whose bytes are not a valid protobuf message
+    (gRPC Python itself answers INTERNAL "Exception deserializing request!" and logs a
+    traceback). Placed after the token interceptor, whose refusal then still wins."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        parse = _lenient(handler.request_deserializer)
+
+        def guard(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                if request is _MALFORMED:
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "the request is not a valid protobuf message",
+                    )
+                return behavior(request, context)
+
+            return run
+
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                guard(handler.unary_unary), parse, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                guard(handler.unary_stream), parse, handler.response_serializer
+            )
+        return handler
 
 
 @dataclass
@@ -80,6 +128,7 @@ def start_server(
     nonce_source: Callable[[], bytes] | None = None,
     batch_size: int = 256,
     resume: bool = True,
+    max_challenges: int = 1_000_000,
 ) -> RunningServer:
     """Start serving on ``host:port`` (port 0 = a free port); returns the bound port.
 
@@ -93,6 +142,7 @@ def start_server(
             "(give --tls-cert/--tls-key, or --insecure explicitly)"
         )
     interceptors: list[grpc.ServerInterceptor] = [TokenInterceptor(tokens)] if tokens else []
+    interceptors.append(MalformedRequestInterceptor())
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
@@ -107,6 +157,7 @@ def start_server(
         max_sessions_per_client=max_sessions_per_client,
         nonce_source=nonce_source,
         batch_size=batch_size,
+        max_challenges=max_challenges,
     )
     resumed = servicer.restore() if resume else 0
     if resumed:

@@ -106,6 +106,12 @@ class _Abort(Exception):
         self.message = message
 
 
+def _details(message: str) -> str:
+    """``message`` as gRPC can send it (UTF-8): an error message may quote the client's
+    input, and a lone surrogate in it would make the abort itself raise."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _peer_identity(context: grpc.ServicerContext) -> str:
     """Who is calling, for per-client limits: the TLS client certificate's identity, else
     a digest of the bearer token, else the peer's host."""
@@ -135,7 +141,11 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         batch_size: int = 256,
         nonce_source: Callable[[], bytes] | None = None,
         session_ttl: float = 24 * 3600.0,
+        max_challenges: int = 1_000_000,
     ) -> None:
+        # max_challenges: the most trainings one session may ask for (|E|); a bound on
+        # the work any authenticated client can make this Prover do per session
+        self.max_challenges = max_challenges
         self.session_ttl = session_ttl
         # nonce_source: reproducible nonces for tests and benchmarks only (default: random)
         self._nonce_source = nonce_source
@@ -159,13 +169,13 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         try:
             return fn(*args)
         except _Abort as exc:
-            context.abort(exc.code, exc.message)
+            context.abort(exc.code, _details(exc.message))
         except MessageError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(str(exc)))
         except ProtocolError as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, _details(str(exc)))
         except UsageError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(str(exc)))
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     def _session(self, ref: prover_pb2.SessionRef) -> ServerSession:
@@ -340,10 +350,11 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "missing protocol parameters")
         if any(not 0 <= o < self.served.task.n_outputs for o in params.outputs):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "output index out of range")
-        if params.n_challenges > 50_000_000:
+        if params.n_challenges > self.max_challenges:
             raise _Abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"|E| = {params.n_challenges} exceeds this Prover's limit",
+                f"|E| = {params.n_challenges} exceeds this Prover's limit of "
+                f"{self.max_challenges} trainings per session",
             )
 
     def CommitAttribution(

@@ -311,6 +311,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import tempfile
 
     from attribution.commitments import load_private_key
+    from attribution.protocol.common import ProtocolError
+    from attribution.protocol.messages import MessageError
     from attribution.tasks import load_task, resolve_spec
     from verifier.audit_state import AuditState
     from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
@@ -371,7 +373,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 quiet=quiet,
                 reconnect=args.reconnect,
             )
-    except TransportError as exc:
+    except (TransportError, ProtocolError, MessageError) as exc:
+        # MessageError / ProtocolError here: the Prover sent a malformed or inconsistent
+        # message (exit 3, like a transport failure; the saved state allows a retry)
         print(f"vattr: error: {exc}", file=sys.stderr)
         return 3
     write_audit_report(

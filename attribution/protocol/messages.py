@@ -25,9 +25,20 @@ class MessageError(UsageError):
 T = TypeVar("T", bound="Message")
 
 
+VERDICTS = ("ACCEPT", "REJECT", "INCONCLUSIVE")
+
+
 @dataclass(frozen=True)
 class Message:
     kind: ClassVar[str] = "message"
+    # exact byte lengths of the bytes fields (keys, digests, seeds, signatures)
+    sizes: ClassVar[dict[str, int]] = {}
+
+    def check(self) -> None:
+        """Field constraints beyond types; raises :class:`MessageError`."""
+        for name, size in self.sizes.items():
+            if len(getattr(self, name)) != size:
+                raise MessageError(f"{self.kind}.{name} must be {size} bytes")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.kind}
@@ -44,6 +55,13 @@ class OpenSession(Message):
     """1. V -> P: task, parameters, Verifier key and commitments to its three seeds."""
 
     kind: ClassVar[str] = "open"
+    sizes: ClassVar[dict[str, int]] = {
+        "task_digest": 32,
+        "verifier_key": 32,
+        "commit_e": 32,
+        "commit_c": 32,
+        "commit_m": 32,
+    }
     protocol_version: int
     task_digest: bytes
     params: dict[str, Any]
@@ -58,6 +76,12 @@ class SessionOpened(Message):
     """1'. P -> V: session id, the Prover's nonce and key, signed."""
 
     kind: ClassVar[str] = "opened"
+    sizes: ClassVar[dict[str, int]] = {
+        "session_id": 16,
+        "nonce": 32,
+        "prover_key": 32,
+        "signature": 64,
+    }
     session_id: bytes
     nonce: bytes
     prover_key: bytes
@@ -69,6 +93,7 @@ class AttributionCommitment(Message):
     """2. P -> V: Merkle root of the attribution matrix (outputs, 1 + N), row-major."""
 
     kind: ClassVar[str] = "commit_attribution"
+    sizes: ClassVar[dict[str, int]] = {"root": 32, "signature": 64}
     root: bytes
     rows: int
     cols: int
@@ -80,6 +105,7 @@ class ChallengeReveal(Message):
     """3. V -> P: the challenge seed and its salt (checked against commit_e)."""
 
     kind: ClassVar[str] = "reveal_challenge"
+    sizes: ClassVar[dict[str, int]] = {"seed": 32, "salt": 32}
     seed: bytes
     salt: bytes
 
@@ -89,6 +115,7 @@ class EvaluationCommitment(Message):
     """5. P -> V: Merkle root of the f-values of E, (|E|, outputs) row-major, signed."""
 
     kind: ClassVar[str] = "commit_evaluations"
+    sizes: ClassVar[dict[str, int]] = {"root": 32, "signature": 64}
     root: bytes
     rows: int
     cols: int
@@ -100,6 +127,14 @@ class VerdictMessage(Message):
     """7. V -> P / report: the verdict, the certificate digest, revealed secret seeds."""
 
     kind: ClassVar[str] = "verdict"
+    sizes: ClassVar[dict[str, int]] = {
+        "certificate_digest": 32,
+        "seed_c": 32,
+        "salt_c": 32,
+        "seed_m": 32,
+        "salt_m": 32,
+        "signature": 64,
+    }
     verdict: str
     reason: str
     certificate_digest: bytes
@@ -108,6 +143,11 @@ class VerdictMessage(Message):
     seed_m: bytes
     salt_m: bytes
     signature: bytes
+
+    def check(self) -> None:
+        super().check()
+        if self.verdict not in VERDICTS:
+            raise MessageError(f"verdict must be one of {', '.join(VERDICTS)}")
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -127,7 +167,12 @@ def decode(data: bytes, expected: type[T]) -> T:
     """Parse canonical bytes into ``expected``; any deviation raises :class:`MessageError`."""
     try:
         raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # canonical JSON is UTF-8: no lone surrogate ("\\ud800") anywhere, keys included
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not JSON (JSONDecodeError), not UTF-8 (UnicodeDecodeError), a lone
+        # surrogate (UnicodeEncodeError), an integer of more than 4300 digits;
+        # RecursionError: nested deeper than the interpreter's recursion limit
         raise MessageError(f"message is not JSON: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("type") != expected.kind:
         raise MessageError(f"expected a {expected.kind!r} message")
@@ -154,4 +199,5 @@ def decode(data: bytes, expected: type[T]) -> T:
     msg = expected(**values)
     if msg.to_bytes() != data:
         raise MessageError(f"{expected.kind}: bytes are not in canonical form")
+    msg.check()
     return msg

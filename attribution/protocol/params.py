@@ -85,7 +85,10 @@ class ProtocolParams:
             raise UsageError("sizes must be non-negative")
         if not 0 <= self.eta < self.epsilon / 2:
             raise UsageError("eta must lie in [0, epsilon/2)")
-        if abs(self.split.noise + self.split.corruption + self.split.bias - 1.0) > 1e-12:
+        shares = (self.split.noise, self.split.corruption, self.split.bias)
+        if not all(is_real(x) and 0 <= x <= 1 for x in shares):  # False for NaN
+            raise UsageError("the delta split must be three numbers in [0, 1]")
+        if abs(sum(shares) - 1.0) > 1e-12:
             raise UsageError("the delta split must sum to 1")
 
     @property
@@ -109,7 +112,8 @@ class ProtocolParams:
                     "split": DeltaSplit(**d["split"]),
                 }
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OverflowError) as exc:
+            # OverflowError: a real number sent as an integer beyond the float range
             raise UsageError(f"malformed protocol parameters: {exc}") from exc
 
     def canonical_json(self) -> bytes:
