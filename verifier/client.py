@@ -61,6 +61,11 @@ class TransportError(Exception):
         self.hint = hint
 
 
+class MalformedStream(TransportError):
+    """The Prover's stream broke its framing (wrong length or total, stray or
+    misplaced chunks): the Prover sent a malformed vector."""
+
+
 @dataclass(frozen=True)
 class ClientTLS:
     ca: Path | None
@@ -143,7 +148,9 @@ class ProverClient:
 
         Every message announces ``expected`` values and holds whole float64 values that
         continue exactly where the previous chunk ended; the only empty chunk allowed is the
-        single message of a zero-length vector.
+        single message of a zero-length vector. A stream that breaks these rules, or ends
+        cleanly before ``expected`` values, raises :class:`MalformedStream` (the Prover's
+        doing: a signed REJECT, not a retry); a failed call raises :class:`TransportError`.
         """
         out = np.empty(expected, dtype="<f8")  # bounded memory: one copy plus one chunk
         received = 0
@@ -152,29 +159,29 @@ class ProverClient:
             messages += 1
             data = bytes(msg.chunk.values_f64le)
             if msg.total != expected:
-                raise TransportError(f"{name}: announced {msg.total} values, expected {expected}")
+                raise MalformedStream(f"{name}: announced {msg.total} values, expected {expected}")
             if len(data) % 8:
-                raise TransportError(
+                raise MalformedStream(
                     f"{name}: chunk at offset {msg.chunk.offset} holds {len(data)} bytes, "
                     "not a multiple of 8 (whole float64 values)"
                 )
             if msg.chunk.offset != received:
-                raise TransportError(
+                raise MalformedStream(
                     f"{name}: chunk at offset {msg.chunk.offset} "
                     f"({len(data)} bytes) does not continue at {received}"
                 )
             count = len(data) // 8
             if count == 0 and (expected != 0 or messages > 1):
-                raise TransportError(
+                raise MalformedStream(
                     f"{name}: empty chunk at offset {received} (only a zero-length vector "
                     "is sent as one empty chunk)"
                 )
             if received + count > expected:
-                raise TransportError(f"{name}: more values than announced")
+                raise MalformedStream(f"{name}: more values than announced")
             out[received : received + count] = np.frombuffer(data, dtype="<f8")
             received += count
         if received != expected or messages == 0:
-            raise TransportError(
+            raise MalformedStream(
                 f"{name}: stream ended after {received} of {expected} values"
                 + ("" if messages else " (no chunk at all)")
             )
@@ -388,20 +395,24 @@ def run_audit(
     session.on_evaluation_commitment(state.evaluations_body)
     n_a = task.n_outputs * (task.n_points + 1)
     n_f = session.layout.n_rows * task.n_outputs
-    attribution = retry(
-        "StreamAttribution",
-        lambda: client.fetch_vector(
-            "StreamAttribution", prover_pb2.StreamAttributionRequest(session=ref), n_a
-        ),
+
+    def fetch(name: str, request: Any, expected: int, what: str) -> FloatArray:
+        try:
+            return retry(name, lambda: client.fetch_vector(name, request, expected))
+        except MalformedStream as exc:
+            session.reject_stream(what, str(exc))
+            return np.zeros(0)
+
+    attribution = fetch(
+        "StreamAttribution", prover_pb2.StreamAttributionRequest(session=ref), n_a, "attribution"
     )
-    session.receive_attribution(attribution)
-    evaluations = retry(
-        "StreamEvaluations",
-        lambda: client.fetch_vector(
-            "StreamEvaluations", prover_pb2.StreamEvaluationsRequest(session=ref), n_f
-        ),
+    if attribution.size == n_a:
+        session.receive_attribution(attribution)
+    evaluations = fetch(
+        "StreamEvaluations", prover_pb2.StreamEvaluationsRequest(session=ref), n_f, "evaluations"
     )
-    session.receive_evaluations(evaluations)
+    if evaluations.size == n_f:
+        session.receive_evaluations(evaluations)
     rows = session.spot_check_rows()
     spot = _train_local(task, session.challenge_plan(), rows, executor, work_dir, "spot", quiet)
     m_plan = session.mse_plan()

@@ -355,13 +355,28 @@ def _check_transcript(
             res.fail("certificate.evaluations_root", "differs from the Prover's commitment")
 
 
+STREAM_REJECTIONS = ("commitment_mismatch", "malformed")
+
+
+def _stream_rejected(cert: dict[str, Any]) -> bool:
+    """A REJECT fixed by a Prover stream that failed its checks: the Verifier keeps no
+    values it did not accept, so the report has none to check for that stream."""
+    return cert.get("verdict") == "REJECT" and cert.get("reason") in STREAM_REJECTIONS
+
+
 def _check_values(cert: dict[str, Any], values: dict[str, FloatArray], res: CheckResult) -> None:
-    if _root_hex(values.get("attribution")) != cert.get("attribution_root"):
-        res.fail("values.attribution", "does not reproduce the committed attribution root")
-    if cert.get("evaluations_root") and (
-        _root_hex(values.get("evaluations")) != cert.get("evaluations_root")
+    for name, root_key, what in (
+        ("attribution", "attribution_root", "attribution"),
+        ("evaluations", "evaluations_root", "f-value"),
     ):
-        res.fail("values.evaluations", "does not reproduce the committed f-value root")
+        if name == "evaluations" and not cert.get(root_key):
+            continue  # non-interactive and naive runs have no Prover f-values
+        v = values.get(name)
+        if _stream_rejected(cert) and (v is None or v.size == 0):
+            res.notes.append(f"values.{name}: none kept (the Prover's stream was rejected)")
+            continue
+        if _root_hex(v) != cert.get(root_key):
+            res.fail(f"values.{name}", f"does not reproduce the committed {what} root")
     for name, key in (("spot", "spot_values_sha256"), ("mse", "mse_values_sha256")):
         v = values.get(name)
         recorded = cert.get(key)
@@ -380,6 +395,13 @@ def _replay(
 ) -> None:
     from attribution.tasks import load_task, resolve_spec
 
+    a = values.get("attribution")
+    if _stream_rejected(cert) and (a is None or a.size == 0):
+        res.notes.append(
+            f"replay: nothing to recompute; the verdict was fixed by the rejected stream "
+            f"({cert.get('reason')})"
+        )
+        return
     t = cert["task"]
     params = ProtocolParams.from_dict(cert["params"])
     info = TaskInfo(

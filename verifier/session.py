@@ -270,6 +270,13 @@ class VerifierSession:
             return
         self.evaluations = vals
 
+    def reject_stream(self, what: str, detail: str) -> None:
+        """A Prover stream that broke its framing (wrong length, stray chunks) fixes the
+        verdict to REJECT ``malformed``, like a malformed vector."""
+        if self.phase < Phase.ATTRIBUTION or self.phase == Phase.DECIDED:
+            raise ProtocolError("a stream can be rejected only after its commitment")
+        self._fail("malformed", f"{what}: {detail}")
+
     def _vector(self, values: npt.ArrayLike, length: int, what: str) -> FloatArray | None:
         arr = np.asarray(values, dtype=np.float64).ravel()
         if arr.size != length:
