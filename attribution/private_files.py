@@ -19,6 +19,7 @@ not be silently used when damaged carries a SHA-256 over its canonical JSON.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -26,11 +27,12 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from attribution.errors import StoreCorruptError, UsageError
 
 PRIVATE_FILE_MODE = 0o600
+R = TypeVar("R")
 
 
 def write_private_file(
@@ -151,3 +153,26 @@ def load_private_json(path: str | os.PathLike[str], kind: str, *, what: str) -> 
     if not ok:
         raise StoreCorruptError(f"{what} {path} is damaged (format or checksum mismatch)")
     return dict(content)
+
+
+def record_to_json(record: Any, byte_fields: tuple[str, ...]) -> dict[str, Any]:
+    """A dataclass as a JSON-able dict, its ``byte_fields`` as lowercase hex."""
+    out: dict[str, Any] = dataclasses.asdict(record)
+    for name in byte_fields:
+        out[name] = out[name].hex()
+    return out
+
+
+def record_from_json(
+    cls: type[R], data: dict[str, Any], byte_fields: tuple[str, ...], *, what: str
+) -> R:
+    """The inverse of :func:`record_to_json`: exactly the dataclass's fields, hex decoded;
+    anything else raises ``StoreCorruptError``."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if set(data) != names:
+        raise StoreCorruptError(f"{what}: fields {sorted(data)} != {sorted(names)}")
+    try:
+        values = {k: bytes.fromhex(v) if k in byte_fields else v for k, v in data.items()}
+    except (TypeError, ValueError) as exc:
+        raise StoreCorruptError(f"{what}: {exc}") from exc
+    return cls(**values)

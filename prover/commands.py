@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attribution.cli_args import add_task_args
-from attribution.commitments import SigningKey, load_private_key, save_private_key
+from attribution.commitments import load_or_create_key, load_private_key
 from attribution.errors import UsageError
 
 
@@ -93,17 +93,6 @@ def build_served(
     return ServedTask(task, A, residual_hint(task, A), strategy)
 
 
-def store_key(store: Path) -> SigningKey:
-    """The Prover key kept in the store (``prover-key.pem``, 0600), created on first use:
-    sessions signed under it can be resumed after a restart."""
-    path = store / "prover-key.pem"
-    if path.exists():
-        return load_private_key(path)
-    key = SigningKey.generate()
-    save_private_key(path, key)
-    return key
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     # gRPC logs failed TLS handshakes (plaintext clients, refused client certificates) at
     # INFO; keep them visible to the operator unless the environment says otherwise. This
@@ -140,7 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     served = build_served(task, args.method, args.attributions, args.strategy)
     store = args.store or Path(tempfile.mkdtemp(prefix="vattr-prover-"))
     store.mkdir(parents=True, exist_ok=True)
-    key = load_private_key(args.key) if args.key else store_key(store)
+    # the default key lives in the store, so that a restart can resume its sessions
+    key = load_private_key(args.key) if args.key else load_or_create_key(store / "prover-key.pem")
     executor = make_executor(args.executor, workers=args.workers)
     stop = install_signal_handlers()
     try:

@@ -15,12 +15,17 @@ The training rows themselves live in the session's resumable result store
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from attribution.errors import StoreCorruptError
-from attribution.private_files import load_private_json, save_private_json
+from attribution.private_files import (
+    load_private_json,
+    record_from_json,
+    record_to_json,
+    save_private_json,
+)
 
 SESSION_FILE = "session.json"
 FORMAT = "vattr-prover-session/1"
@@ -54,23 +59,11 @@ class SessionRecord:
     decided: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for name in _BYTES:
-            out[name] = out[name].hex()
-        return out
+        return record_to_json(self, _BYTES)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionRecord:
-        names = {f.name for f in fields(cls)}
-        if set(data) != names:
-            raise StoreCorruptError(f"{WHAT}: fields {sorted(data)} != {sorted(names)}")
-        try:
-            values: dict[str, Any] = {
-                k: bytes.fromhex(v) if k in _BYTES else v for k, v in data.items()
-            }
-        except (TypeError, ValueError) as exc:
-            raise StoreCorruptError(f"{WHAT}: {exc}") from exc
-        rec = cls(**values)
+        rec = record_from_json(cls, data, _BYTES, what=WHAT)
         if not isinstance(rec.owner, str) or not isinstance(rec.job_id, str):
             raise StoreCorruptError(f"{WHAT}: owner and job_id must be strings")
         if not isinstance(rec.decided, bool) or len(rec.session_id) != 16:

@@ -484,3 +484,40 @@ def test_keygen_writes_0600_and_loader_refuses_0644(
     loose.chmod(0o644)
     with pytest.raises(UsageError, match="0644"):
         load_private_key(loose)
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray] | None:
+    """The non-empty arrays of an .npz (an empty placeholder counts as absent), or None if
+    the archive cannot be read."""
+    import io
+
+    try:
+        with np.load(io.BytesIO(data)) as z:
+            return {k: z[k] for k in z.files if z[k].size}
+    except Exception:
+        return None
+
+
+def test_values_file_byte_flips_never_pass_or_raise(accept_report: Path) -> None:
+    """One bit flipped at every 13th byte of the values file (zip headers, array headers,
+    data, central directory): check_report never raises (it used to let BadZipFile and
+    NotImplementedError out) and passes only when the arrays are unchanged.
+    ``benchmarks/bench_tamper.py`` runs every byte of the report, values file and receipt."""
+    vpath = values_path(accept_report)
+    data = vpath.read_bytes()
+    original = _arrays(data)
+    assert original is not None
+    failed = 0
+    for pos in range(0, len(data), 13):
+        buf = bytearray(data)
+        buf[pos] ^= 1 << (pos % 8)
+        vpath.write_bytes(bytes(buf))
+        res = check_report(accept_report)  # must not raise
+        got = _arrays(bytes(buf))
+        same = got is not None and set(got) == set(original)
+        same = same and all(np.array_equal(got[k], original[k], equal_nan=True) for k in got)
+        if res.ok:
+            assert same, (pos, data[max(0, pos - 8) : pos + 8])
+        else:
+            failed += 1
+    assert failed > len(data) // 13 // 2

@@ -17,12 +17,17 @@ that holds nothing worth keeping and starts a new session with fresh secrets.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from attribution.errors import StoreCorruptError, UsageError
-from attribution.private_files import load_private_json, save_private_json
+from attribution.private_files import (
+    load_private_json,
+    record_from_json,
+    record_to_json,
+    save_private_json,
+)
 from attribution.protocol.params import ProtocolParams
 from verifier.session import VerifierSecrets
 
@@ -73,24 +78,12 @@ class AuditState:
         return {k: v.hex() for k, v in asdict(s).items()}
 
     def save(self, work_dir: Path) -> None:
-        out = asdict(self)
-        for name in _BYTES:
-            out[name] = out[name].hex()
-        save_private_json(work_dir / STATE_FILE, FORMAT, out, what=WHAT)
+        save_private_json(work_dir / STATE_FILE, FORMAT, record_to_json(self, _BYTES), what=WHAT)
 
     @classmethod
     def load(cls, work_dir: Path) -> AuditState:
         data = load_private_json(work_dir / STATE_FILE, FORMAT, what=WHAT)
-        names = {f.name for f in fields(cls)}
-        if set(data) != names:
-            raise StoreCorruptError(f"{WHAT}: fields {sorted(data)} != {sorted(names)}")
-        try:
-            values: dict[str, Any] = {
-                k: bytes.fromhex(v) if k in _BYTES else v for k, v in data.items()
-            }
-        except (TypeError, ValueError) as exc:
-            raise StoreCorruptError(f"{WHAT}: {exc}") from exc
-        state = cls(**values)
+        state = record_from_json(cls, data, _BYTES, what=WHAT)
         state.verifier_secrets  # noqa: B018 -- validates the secrets now, not mid-audit
         return state
 

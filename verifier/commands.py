@@ -294,23 +294,10 @@ def _read_token(path: Path | None) -> str | None:
     return token
 
 
-def _work_dir_key(work: Path) -> Any:
-    """The Verifier key kept in the work dir (``verifier-key.pem``, 0600), created on first
-    use, so that a resumed audit signs with the key it started with."""
-    from attribution.commitments import SigningKey, load_private_key, save_private_key
-
-    path = work / "verifier-key.pem"
-    if path.exists():
-        return load_private_key(path)
-    key = SigningKey.generate()
-    save_private_key(path, key)
-    return key
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
     import tempfile
 
-    from attribution.commitments import load_private_key
+    from attribution.commitments import load_or_create_key, load_private_key
     from attribution.protocol.common import ProtocolError
     from attribution.protocol.messages import MessageError
     from attribution.tasks import load_task, resolve_spec
@@ -324,7 +311,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     outputs = _outputs(args.outputs, task)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="vattr-verifier-"))
     work.mkdir(parents=True, exist_ok=True)
-    key = load_private_key(args.key) if args.key else _work_dir_key(work)
+    # the default key lives in the work dir, so that a resumed audit signs with it
+    key = load_private_key(args.key) if args.key else load_or_create_key(work / "verifier-key.pem")
     resuming = AuditState.find(work) is not None
     tls = None
     if args.tls_ca or args.tls_cert:

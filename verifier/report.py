@@ -168,7 +168,10 @@ def load_report(path: Path) -> tuple[dict[str, Any], dict[str, FloatArray]]:
     try:
         with np.load(vpath, allow_pickle=False) as z:
             values = {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
-    except (OSError, ValueError) as exc:
+    except Exception as exc:
+        # a damaged archive raises many types: BadZipFile (CRC, header), EOFError,
+        # ValueError (array header), KeyError, NotImplementedError (compression method),
+        # zlib.error, struct.error, ...
         values = {}
         report.setdefault("_load_errors", []).append(f"values file {vpath.name}: {exc}")
     return report, values

@@ -171,3 +171,13 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
     between the check and the read.
     """
     return SigningKey.from_pem(read_private_file(path, what="private key"), passphrase)
+
+
+def load_or_create_key(path: str | os.PathLike[str]) -> SigningKey:
+    """The key in ``path``, created there (0600) on first use: a restarted Prover, or a
+    resumed audit, signs with the key it started with."""
+    if os.path.exists(path):
+        return load_private_key(path)
+    key = SigningKey.generate()
+    save_private_key(path, key)
+    return key
