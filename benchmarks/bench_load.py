@@ -1,9 +1,9 @@
 """Load on one Prover: waves of concurrent audits and clients hanging up mid-stream.
 
 The Prover runs as a real ``vattr serve`` subprocess on loopback (synthetic task with
-N = 10^5 points by default, so the attribution stream is 800 KB, two chunks), and its resident memory
-(VmRSS) and thread count are read from ``/proc/<pid>/status`` between phases, so that
-nothing the clients allocate is counted. Phases:
+N = 10^5 points by default, so the attribution stream is 800 KB, two chunks), and its
+resident memory (VmRSS) and thread count are read from ``/proc/<pid>/status`` between
+phases, so that nothing the clients allocate is counted. Phases:
 
 1. ``--waves`` waves of ``--concurrency`` concurrent audits (each a full interactive
    audit to a signed verdict; all must ACCEPT);
