@@ -13,6 +13,7 @@ input maps to gRPC status codes (ENGINEERING.md 1.6) and never takes the server 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -228,6 +229,25 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         except ProtocolError as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         self._check_params(session)
+        abandoned: list[ServerSession] = []
+        try:
+            return self._admit(session, owner, body, opened.to_bytes(), abandoned)
+        finally:
+            for gone in abandoned:  # a restart must not bring them back
+                with contextlib.suppress(_Abort):
+                    self._save(gone, closed="abandoned")
+                log.info("session %s abandoned (idle) and evicted", gone.session.session_id.hex())
+
+    def _admit(
+        self,
+        session: ProverSession,
+        owner: str,
+        body: bytes,
+        reply: bytes,
+        abandoned: list[ServerSession],
+    ) -> prover_pb2.OpenSessionResponse:
+        """Register an opened session within the limits; evicted idle sessions are
+        appended to ``abandoned``."""
         with self._lock:
             existing = self._sessions.get(session.session_id)
             if existing is not None:
@@ -242,7 +262,9 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                     for k, v in self._sessions.items()
                     if v.session.phase == Phase.DECIDED or v.idle(now) > self.session_ttl
                 ]:
-                    del self._sessions[sid]
+                    gone = self._sessions.pop(sid)
+                    if gone.session.phase != Phase.DECIDED:
+                        abandoned.append(gone)
             if len(self._sessions) >= self.max_sessions:
                 raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open sessions")
             mine = sum(
@@ -274,7 +296,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             raise
         log.info("session %s opened by %s", session.session_id.hex(), owner)
         return prover_pb2.OpenSessionResponse(
-            body=opened.to_bytes(), session_id=session.session_id, session_token=token
+            body=reply, session_id=session.session_id, session_token=token
         )
 
     def _save(self, s: ServerSession, **changes: Any) -> None:
@@ -318,7 +340,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         return resumed
 
     def _replay(self, rec: SessionRecord) -> ServerSession | None:
-        if rec.decided:
+        if rec.closed:
             return None
         if rec.prover_key != self.key.public_key_raw:
             raise StoreMismatchError("opened under another Prover key")
@@ -562,6 +584,6 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         s = self._session(ref)
         with s.lock:
             msg = s.session.on_verdict(body)
-            self._save(s, decided=True)
+            self._save(s, closed="decided")
         log.info("session %s: verdict %s %s", s.session.session_id.hex(), msg.verdict, msg.reason)
         return prover_pb2.DeliverVerdictResponse(acknowledged=True)

@@ -5,7 +5,9 @@ One sealed 0600 file per session, ``<store_root>/<session id hex>/session.json``
 step that changes the session. It holds the *inputs* of the session, never derived state:
 the Verifier's OpenSession bytes, the Prover's nonce and public key, SHA-256 of the session
 token (the file never holds the capability itself), the caller's identity, the messages
-committed and received so far, and the training job's id. On restart the session is
+committed and received so far, the training job's id, and whether the session is closed
+(decided, or abandoned: evicted after ``session_ttl`` idle; closed sessions are never
+resumed). On restart the session is
 replayed step by step through :class:`prover.session.ProverSession`; Ed25519 signatures are
 deterministic, so every replayed commitment must come out byte-identical to the saved
 one -- if it does not (another key, another attribution), the session is not resumed.
@@ -30,6 +32,7 @@ from attribution.private_files import (
 SESSION_FILE = "session.json"
 FORMAT = "vattr-prover-session/1"
 WHAT = "Prover session state"
+CLOSED = ("", "decided", "abandoned")
 _BYTES = (
     "session_id",
     "open_body",
@@ -56,7 +59,7 @@ class SessionRecord:
     reveal_body: bytes = b""
     job_id: str = ""
     evaluations_body: bytes = b""
-    decided: bool = False
+    closed: str = ""  # "" while open; "decided" or "abandoned" (evicted when idle)
 
     def to_json(self) -> dict[str, Any]:
         return record_to_json(self, _BYTES)
@@ -66,8 +69,8 @@ class SessionRecord:
         rec = record_from_json(cls, data, _BYTES, what=WHAT)
         if not isinstance(rec.owner, str) or not isinstance(rec.job_id, str):
             raise StoreCorruptError(f"{WHAT}: owner and job_id must be strings")
-        if not isinstance(rec.decided, bool) or len(rec.session_id) != 16:
-            raise StoreCorruptError(f"{WHAT}: malformed session id or decided flag")
+        if rec.closed not in CLOSED or len(rec.session_id) != 16:
+            raise StoreCorruptError(f"{WHAT}: malformed session id or closed state")
         return rec
 
     def save(self, store_root: Path) -> None:

@@ -110,3 +110,15 @@ def test_abandoned_sessions_are_evicted_when_full(tmp_path: Path) -> None:
             assert len(running.servicer._sessions) == 1
     finally:
         running.stop(0)
+    # a restart on the same store resumes the open session, not the abandoned one
+    again = start_server(
+        build_served(task, "exact", None, "honest"),
+        running.servicer.key,
+        SerialExecutor(),
+        tmp_path / "s",
+    )
+    try:
+        assert set(again.servicer._sessions) == set(running.servicer._sessions)
+        assert len(list((tmp_path / "s").glob("*/session.json"))) == 2
+    finally:
+        again.stop(0)
