@@ -4,7 +4,8 @@ Sync gRPC server (ENGINEERING.md 1.1) with the health service always on, optiona
 reflection, TLS / mutual TLS, bearer tokens, a cap on concurrent RPCs
 (RESOURCE_EXHAUSTED beyond it), ``so_reuseport`` off so that a second bind of the same
 port fails loudly, and graceful shutdown: health goes NOT_SERVING, new sessions are
-refused, running calls get ``grace`` seconds, training jobs keep their stores (resumable).
+refused, running calls get ``grace`` seconds, training jobs pause at their next block
+boundary and their stores are closed; a restart on the same store resumes them.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.servicer.stop()
         self.server.stop(grace).wait()
+        if not self.servicer.join_jobs():
+            log.warning("training jobs still running at shutdown; their stores resume")
 
 
 def is_loopback(host: str) -> bool:

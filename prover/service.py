@@ -100,6 +100,10 @@ class ServedTask:
         return TaskInfo(t.n_points, t.n_outputs, t.bound, t.tau, t.spec.p)
 
 
+class _Paused(Exception):
+    """Raised between blocks of a training job when the server stops."""
+
+
 class _Abort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -161,10 +165,21 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         self._lock = threading.Lock()
         self._executor_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._job_threads: list[threading.Thread] = []
 
     # -- plumbing ------------------------------------------------------------------------
     def stop(self) -> None:
+        """Refuse new sessions and pause running jobs at their next block boundary (their
+        stores keep every finished row; a restart on the same store resumes them)."""
         self._stopping.set()
+
+    def join_jobs(self, timeout: float = 120.0) -> bool:
+        """Wait for paused or finished job threads (after :meth:`stop`), so that their
+        stores are closed and unlocked; False if some are still running at the timeout."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._job_threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._job_threads)
 
     def _call(self, context: grpc.ServicerContext, fn: Callable[..., R], *args: Any) -> R:
         try:
@@ -425,9 +440,11 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         return prover_pb2.RevealChallengeSeedResponse(job_id=job.job_id, total=job.total)
 
     def _start(self, s: ServerSession, job: Job) -> None:
-        threading.Thread(
+        thread = threading.Thread(
             target=self._train, args=(s, job), daemon=True, name=f"job-{job.job_id[:8]}"
-        ).start()
+        )
+        self._job_threads = [t for t in self._job_threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _train(self, s: ServerSession, job: Job) -> None:
         task = self.served.task
@@ -456,6 +473,8 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                 def progress(n: int) -> None:
                     job.done += n
                     job.trained += n
+                    if self._stopping.is_set():
+                        raise _Paused
 
                 run_plan(
                     task.spec, task.digest, plan, store, self.executor, self.batch_size, progress
@@ -467,6 +486,14 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                 job.job_id,
                 job.total,
                 job.trained,
+            )
+        except _Paused:
+            # stays RUNNING: watchers see their stream end and reconnect to the restart
+            log.info(
+                "job %s paused at %d of %d trainings (server stopping; resumes on restart)",
+                job.job_id,
+                job.done,
+                job.total,
             )
         except Exception as exc:
             job.state = prover_pb2.JOB_STATE_FAILED

@@ -104,9 +104,9 @@ class ProverProcess:
         _wait(lambda: "serving" in log.read_text() or self.proc.poll() is not None, "serve")
         assert self.proc.poll() is None, log.read_text()
 
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        os.kill(self.proc.pid, sig)
+        self.proc.wait(timeout=120)
         self.fh.close()
 
     def stop(self) -> None:
@@ -116,7 +116,10 @@ class ProverProcess:
         self.fh.close()
 
 
-def test_prover_sigkill_mid_job_then_restart_resumes_the_session(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_prover_killed_mid_job_then_restart_resumes_the_session(tmp_path: Path, sig: int) -> None:
+    """SIGKILL: the job dies mid-block; SIGTERM: a graceful stop pauses it at the next
+    block boundary. Either way the restart trains exactly the rows not in the store."""
     task = load_task(resolve_spec(TASK))
     plan = _plan(task)
     store, port = tmp_path / "prover", _free_port()
@@ -149,8 +152,10 @@ def test_prover_sigkill_mid_job_then_restart_resumes_the_session(tmp_path: Path)
         _wait(lambda: list(store.glob("*/retrain/completed.npy")), "the training job")
         retrain = next(store.glob("*/retrain"))
         _wait(lambda: _completed(retrain) >= 40, "40 trained rows")
-        first.kill()
+        first.kill(sig)
         done_at_kill = _completed(retrain)
+        if sig == signal.SIGTERM:
+            assert "paused at" in first.log.read_text()
         n_rows = int(np.load(retrain / "completed.npy").size)
         assert 0 < done_at_kill < n_rows, "the job finished before it could be killed"
         second = ProverProcess(store, port, tmp_path / "prover-2.log")
@@ -356,3 +361,88 @@ def test_prover_does_not_resume_a_session_under_another_key(tmp_path: Path) -> N
     other = start_server(served, SigningKey.from_seed(b"b" * 32), SerialExecutor(), store)
     assert len(other.servicer._sessions) == 0
     other.stop(0)
+
+
+def test_prover_restarted_after_every_step_keeps_the_session(tmp_path: Path) -> None:
+    """The Prover is stopped and started again on its store between every two steps of one
+    audit (open, commit, reveal, job, commit f-values, streams, verdict): each restart
+    resumes the session in the phase it had reached, and the audit ends ACCEPT with the
+    same commitments an uninterrupted Prover would have signed (deterministic replay)."""
+    from attribution.v1 import prover_pb2 as pb
+    from verifier.session import VerifierSession
+
+    task = load_task(resolve_spec("synthetic"))
+    served = build_served(task, "exact", None, "honest")
+    key, store = SigningKey.from_seed(b"p" * 32), tmp_path / "store"
+    plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
+    v = VerifierSession(
+        task_info(task),
+        task.digest,
+        plan.params,
+        SigningKey.from_seed(b"v" * 32),
+        VerifierSecrets.derive(b"every-step"),
+    )
+    servers: list[Any] = []
+
+    def client() -> ProverClient:
+        if servers:
+            servers[-1].stop(0)
+        servers.append(start_server(served, key, SerialExecutor(), store))
+        return ProverClient(f"127.0.0.1:{servers[-1].port}")
+
+    try:
+        with client() as c:
+            opened = c.call("OpenSession", pb.OpenSessionRequest(body=v.open().to_bytes()))
+        v.on_opened(bytes(opened.body))
+        ref = pb.SessionRef(session_id=opened.session_id, session_token=opened.session_token)
+        with client() as c:
+            commit = c.call("CommitAttribution", pb.CommitAttributionRequest(session=ref))
+        v.on_attribution_commitment(bytes(commit.body))
+        reveal = v.reveal_challenge().to_bytes()
+        with client() as c:
+            job = c.call(
+                "RevealChallengeSeed", pb.RevealChallengeSeedRequest(session=ref, body=reveal)
+            )
+        with client() as c:  # the job restarted on its store; watch it to the end
+            states = [
+                u.state
+                for u in c.stream("WatchJob", pb.WatchJobRequest(session=ref, job_id=job.job_id))
+            ]
+            assert states[-1] == pb.JOB_STATE_DONE
+            again = c.call("CommitAttribution", pb.CommitAttributionRequest(session=ref))
+            assert again.body == commit.body  # replayed byte for byte
+        with client() as c:
+            evals = c.call("CommitEvaluations", pb.CommitEvaluationsRequest(session=ref))
+        v.on_evaluation_commitment(bytes(evals.body))
+        n_a = task.n_outputs * (task.n_points + 1)
+        with client() as c:  # the f-value commitment is replayed from the store
+            assert (
+                c.call("CommitEvaluations", pb.CommitEvaluationsRequest(session=ref)).body
+                == evals.body
+            )
+            v.receive_attribution(
+                c.fetch_vector("StreamAttribution", pb.StreamAttributionRequest(session=ref), n_a)
+            )
+            v.receive_evaluations(
+                c.fetch_vector(
+                    "StreamEvaluations",
+                    pb.StreamEvaluationsRequest(session=ref),
+                    v.layout.n_rows * task.n_outputs,
+                )
+            )
+        plan_e = v.challenge_plan()
+        rows = v.spot_check_rows()
+        spot = task.train_batch(plan_e.masks(rows), plan_e.seeds(rows))
+        outcome = v.decide(spot, None)
+        assert outcome.verdict == "ACCEPT", outcome.reason
+        with client() as c:
+            ack = c.call(
+                "DeliverVerdict",
+                pb.DeliverVerdictRequest(session=ref, body=outcome.message.to_bytes()),
+            )
+        assert ack.acknowledged
+        with client():  # decided: not resumed any more
+            assert not servers[-1].servicer._sessions
+    finally:
+        servers[-1].stop(0)
+    assert len(servers) == 8
