@@ -446,3 +446,31 @@ def test_prover_restarted_after_every_step_keeps_the_session(tmp_path: Path) -> 
     finally:
         servers[-1].stop(0)
     assert len(servers) == 8
+
+
+def test_served_attribution_is_cached_in_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vattr serve --store`` keeps what it serves, so a restart serves the very matrix its
+    sessions committed to without recomputing it; another strategy or a damaged cache is
+    recomputed."""
+    import prover.attributions
+
+    task = load_task(resolve_spec("synthetic"))
+    cache = tmp_path / "served-attribution.npz"
+    first = build_served(task, None, None, "honest", cache)
+    assert cache.exists()
+
+    def no_recompute(*args: Any) -> Any:
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(prover.attributions, "compute_attribution", no_recompute)
+    again = build_served(task, None, None, "honest", cache)
+    assert np.array_equal(again.attribution, first.attribution)
+    assert again.residual_hint == first.residual_hint
+    with pytest.raises(AssertionError, match="recomputed"):
+        build_served(task, None, None, "scale:0.5", cache)
+    monkeypatch.undo()
+    cache.write_bytes(cache.read_bytes()[:100])  # damaged: recomputed, not used
+    fresh = build_served(task, None, None, "honest", cache)
+    assert np.array_equal(fresh.attribution, first.attribution)
