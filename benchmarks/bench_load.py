@@ -33,12 +33,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from attribution.commitments import SigningKey  # noqa: E402
+from attribution.protocol.common import task_info  # noqa: E402
 from attribution.tasks import load_task, resolve_spec  # noqa: E402
 from attribution.v1 import prover_pb2  # noqa: E402
 from verifier.client import ProverClient, TransportError, run_audit  # noqa: E402
 from verifier.planner import plan_run  # noqa: E402
 from verifier.session import VerifierSession  # noqa: E402
-from verifier.simulate import task_info  # noqa: E402
 
 
 def proc_status(pid: int) -> tuple[float, int]:

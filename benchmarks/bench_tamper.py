@@ -41,6 +41,7 @@ from attribution.cli import main as vattr  # noqa: E402
 from attribution.commitments import SigningKey  # noqa: E402
 from attribution.errors import UsageError  # noqa: E402
 from attribution.execution import SerialExecutor  # noqa: E402
+from attribution.protocol.common import task_info  # noqa: E402
 from attribution.tasks import load_task, resolve_spec  # noqa: E402
 from prover.commands import build_served  # noqa: E402
 from prover.server import start_server  # noqa: E402
@@ -48,7 +49,6 @@ from verifier.client import ProverClient, run_audit  # noqa: E402
 from verifier.planner import plan_run  # noqa: E402
 from verifier.receipts import verify_receipt  # noqa: E402
 from verifier.report import check_report, values_path, write_audit_report  # noqa: E402
-from verifier.simulate import task_info  # noqa: E402
 
 
 def make_report(out: Path) -> Path:

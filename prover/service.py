@@ -36,7 +36,7 @@ from attribution.errors import StoreCorruptError, StoreMismatchError, UsageError
 from attribution.execution import ResultStore, run_plan
 from attribution.execution.executors import Executor
 from attribution.protocol import need
-from attribution.protocol.common import Phase, ProtocolError, TaskInfo, g_values
+from attribution.protocol.common import Phase, ProtocolError, TaskInfo, g_values, task_info
 from attribution.protocol.messages import MessageError
 from attribution.tasks.runtime import Task
 from attribution.v1 import common_pb2, prover_pb2, prover_pb2_grpc
@@ -67,7 +67,8 @@ class ServerSession:
     session: ProverSession
     token_digest: bytes  # SHA-256 of the session token: the capability is not kept
     owner: str
-    record: SessionRecord | None = None  # what is saved; None = not persisted (tests)
+    open_body: bytes = b""  # the Verifier's OpenSession bytes; b"" = not persisted (tests)
+    closed: str = ""  # "decided" or "abandoned" once closed (see prover.session_file)
     lock: threading.Lock = field(default_factory=threading.Lock)
     attribution_body: bytes = b""
     reveal_body: bytes = b""
@@ -96,8 +97,7 @@ class ServedTask:
 
     @property
     def info(self) -> TaskInfo:
-        t = self.task
-        return TaskInfo(t.n_points, t.n_outputs, t.bound, t.tau, t.spec.p)
+        return task_info(self.task)
 
 
 class _Paused(Exception):
@@ -249,8 +249,9 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             return self._admit(session, owner, body, opened.to_bytes(), abandoned)
         finally:
             for gone in abandoned:  # a restart must not bring them back
+                gone.closed = "abandoned"
                 with contextlib.suppress(_Abort):
-                    self._save(gone, closed="abandoned")
+                    self._save(gone)
                 log.info("session %s abandoned (idle) and evicted", gone.session.session_id.hex())
 
     def _admit(
@@ -293,16 +294,8 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                     f"at most {self.max_sessions_per_client} open sessions per client",
                 )
             token = secrets.token_bytes(32)
-            s = ServerSession(session, hashlib.sha256(token).digest(), owner)
+            s = ServerSession(session, hashlib.sha256(token).digest(), owner, body)
             self._sessions[session.session_id] = s
-        s.record = SessionRecord(
-            session.session_id,
-            body,
-            session.nonce,
-            self.key.public_key_raw,
-            s.token_digest,
-            owner,
-        )
         try:
             self._save(s)
         except _Abort:
@@ -314,15 +307,26 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             body=reply, session_id=session.session_id, session_token=token
         )
 
-    def _save(self, s: ServerSession, **changes: Any) -> None:
-        """Record ``changes`` in the session's saved state (atomically, before the step is
-        answered, so a crash never loses an answered step)."""
-        if s.record is None:
+    def _save(self, s: ServerSession) -> None:
+        """Save the session's inputs (atomically, before the step is answered, so a crash
+        never loses an answered step)."""
+        if not s.open_body:
             return
-        for name, value in changes.items():
-            setattr(s.record, name, value)
+        record = SessionRecord(
+            s.session.session_id,
+            s.open_body,
+            s.session.nonce,
+            self.key.public_key_raw,
+            s.token_digest,
+            s.owner,
+            s.attribution_body,
+            s.reveal_body,
+            s.job.job_id if s.job is not None else "",
+            s.evaluations_body,
+            s.closed,
+        )
         try:
-            s.record.save(self.store_root)
+            record.save(self.store_root)
         except (OSError, UsageError) as exc:
             log.error("cannot save session %s: %s", s.session.session_id.hex(), exc)
             raise _Abort(grpc.StatusCode.UNAVAILABLE, "the Prover cannot save its state") from exc
@@ -336,15 +340,22 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         or attribution, a damaged file) is logged and left on disk untouched. Returns the
         number of sessions resumed.
         """
-        paths = sorted(self.store_root.glob(f"*/{SESSION_FILE}"), key=lambda q: q.stat().st_mtime)
-        resumed = 0
-        for path in paths[-self.max_sessions :]:
+        records: list[tuple[float, Path, SessionRecord]] = []
+        for path in self.store_root.glob(f"*/{SESSION_FILE}"):
             try:
-                s = self._replay(SessionRecord.load(path))
-            except (UsageError, StoreCorruptError, ProtocolError, MessageError, _Abort) as exc:
+                rec = SessionRecord.load(path)
+            except (UsageError, StoreCorruptError) as exc:
                 log.warning("session state %s not resumed: %s", path, exc)
                 continue
-            if s is None:
+            if not rec.closed:
+                records.append((path.stat().st_mtime, path, rec))
+        records.sort(key=lambda r: r[0])
+        resumed = 0
+        for _, path, rec in records[-self.max_sessions :]:  # the most recent open ones
+            try:
+                s = self._replay(rec)
+            except (UsageError, StoreCorruptError, ProtocolError, MessageError, _Abort) as exc:
+                log.warning("session state %s not resumed: %s", path, exc)
                 continue
             with self._lock:
                 self._sessions[s.session.session_id] = s
@@ -354,9 +365,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             log.info("session %s resumed (%s)", path.parent.name, s.session.phase.name)
         return resumed
 
-    def _replay(self, rec: SessionRecord) -> ServerSession | None:
-        if rec.closed:
-            return None
+    def _replay(self, rec: SessionRecord) -> ServerSession:
         if rec.prover_key != self.key.public_key_raw:
             raise StoreMismatchError("opened under another Prover key")
         session = ProverSession(self.served.info, self.served.task.digest, self.key, rec.nonce)
@@ -364,7 +373,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         if session.session_id != rec.session_id:
             raise StoreCorruptError("the saved OpenSession is not this session's")
         self._check_params(session)
-        s = ServerSession(session, rec.token_digest, rec.owner, rec)
+        s = ServerSession(session, rec.token_digest, rec.owner, rec.open_body)
         if rec.attribution_body:
             s.attribution_body = session.commit_attribution(self.served.attribution).to_bytes()
             if s.attribution_body != rec.attribution_body:
@@ -407,7 +416,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             if not s.attribution_body:
                 msg = s.session.commit_attribution(self.served.attribution)
                 s.attribution_body = msg.to_bytes()
-                self._save(s, attribution_body=s.attribution_body)
+                self._save(s)
             return prover_pb2.CommitAttributionResponse(body=s.attribution_body)
 
     def RevealChallengeSeed(
@@ -435,7 +444,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             s.reveal_body = body
             job = Job(uuid.uuid4().hex, plan.n_rows)
             s.job = job
-            self._save(s, reveal_body=body, job_id=job.job_id)
+            self._save(s)
         self._start(s, job)
         return prover_pb2.RevealChallengeSeedResponse(job_id=job.job_id, total=job.total)
 
@@ -533,7 +542,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             if s.evaluations_body:
                 return prover_pb2.CommitEvaluationsResponse(body=s.evaluations_body)
             self._commit_evaluations_locked(s)
-            self._save(s, evaluations_body=s.evaluations_body)
+            self._save(s)
             return prover_pb2.CommitEvaluationsResponse(body=s.evaluations_body)
 
     def _commit_evaluations_locked(self, s: ServerSession) -> None:
@@ -611,6 +620,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         s = self._session(ref)
         with s.lock:
             msg = s.session.on_verdict(body)
-            self._save(s, closed="decided")
+            s.closed = "decided"
+            self._save(s)
         log.info("session %s: verdict %s %s", s.session.session_id.hex(), msg.verdict, msg.reason)
         return prover_pb2.DeliverVerdictResponse(acknowledged=True)

@@ -52,6 +52,7 @@ from hypothesis import strategies as st
 
 from attribution.commitments import SigningKey
 from attribution.execution import SerialExecutor
+from attribution.protocol.common import task_info
 from attribution.protocol.messages import (
     AttributionCommitment,
     ChallengeReveal,
@@ -70,7 +71,6 @@ from tests.test_service_security import Env, Manual, audit, new_verifier
 from verifier.client import ProverClient
 from verifier.planner import plan_run
 from verifier.session import VerifierSession
-from verifier.simulate import task_info
 
 Code = grpc.StatusCode
 SERVICE = pb.DESCRIPTOR.services_by_name["ProverService"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from attribution.execution import SerialExecutor
+from attribution.protocol.common import task_info
 from attribution.tasks import load_task, resolve_spec
 from prover.commands import build_served
 from prover.server import start_server
@@ -16,7 +17,7 @@ from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
 from verifier.report import check_report, write_audit_report
 from verifier.session import VerifierSecrets
-from verifier.simulate import run_keys, run_once, task_info
+from verifier.simulate import run_keys, run_once
 
 
 def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:

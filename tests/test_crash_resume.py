@@ -33,6 +33,7 @@ from attribution.commitments import SigningKey
 from attribution.errors import StoreCorruptError, UsageError
 from attribution.execution import SerialExecutor
 from attribution.private_files import load_private_json, save_private_json
+from attribution.protocol.common import task_info
 from attribution.tasks import load_task, resolve_spec
 from prover.attributions import compute_attribution, residual_hint
 from prover.commands import build_served
@@ -42,7 +43,6 @@ from verifier.audit_state import STATE_FILE, AuditState
 from verifier.client import AuditResult, ProverClient, run_audit
 from verifier.planner import Plan, plan_run
 from verifier.session import VerifierSecrets
-from verifier.simulate import task_info
 
 VATTR = [sys.executable, "-m", "attribution"]
 TASK = "breast_cancer-logreg"
@@ -196,7 +196,7 @@ from attribution.protocol.challenges import ChallengeLayout
 from attribution.protocol.common import make_challenge_plan
 from attribution.protocol.params import ProtocolParams
 from attribution.tasks import load_task, resolve_spec
-from verifier.simulate import task_info
+from attribution.protocol.common import task_info
 spec = json.load(open(sys.argv[1]))
 task = load_task(resolve_spec(spec["task"]))
 params = ProtocolParams.from_dict(spec["params"])

@@ -14,12 +14,12 @@ import pytest
 
 from attribution.commitments import SigningKey
 from attribution.execution import SerialExecutor
+from attribution.protocol.common import task_info
 from attribution.tasks import load_task, resolve_spec
 from prover.commands import build_served
 from prover.server import start_server
 from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
-from verifier.simulate import task_info
 
 
 @pytest.mark.timeout(300)

@@ -26,6 +26,7 @@ import pytest
 from attribution.cli import main
 from attribution.errors import UsageError
 from attribution.execution import SerialExecutor
+from attribution.protocol.common import task_info
 from attribution.tasks import load_task, resolve_spec
 from attribution.tasks.runtime import OracleTask
 from prover.commands import build_served
@@ -44,7 +45,7 @@ from verifier.pricing import (
 from verifier.receipts import payout_digest, receipt_bytes, verify_receipt
 from verifier.report import write_audit_report
 from verifier.session import VerifierSecrets
-from verifier.simulate import run_keys, task_info
+from verifier.simulate import run_keys
 
 N_POINTS = 100
 KINDS = {"accept": ("honest", 0.2, "ACCEPT", 3), "reject": ("scale:-1", 0.1, "REJECT", 4)}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from attribution.commitments import SigningKey
-from attribution.protocol.common import ProtocolError, TaskInfo
+from attribution.protocol.common import ProtocolError, TaskInfo, task_info
 from attribution.protocol.messages import MessageError, SessionOpened
 from attribution.stats import log_log_slope
 from attribution.tasks import load_task, resolve_spec
@@ -26,7 +26,7 @@ from prover.strategies import parse_strategy
 from verifier.commands import claimed_mse, honest_attribution
 from verifier.planner import plan_run
 from verifier.session import VerifierSecrets, VerifierSession
-from verifier.simulate import run_once, simulate, task_info
+from verifier.simulate import run_once, simulate
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from attribution.cli import main
 from attribution.commitments import SigningKey, load_private_key
 from attribution.errors import UsageError
 from attribution.execution import SerialExecutor
+from attribution.protocol.common import task_info
 from attribution.protocol.messages import VerdictMessage, decode
 from attribution.tasks import load_task, resolve_spec
 from attribution.tasks.runtime import OracleTask
@@ -35,7 +36,6 @@ from verifier.certificate import certificate_digest, field_hashes
 from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
 from verifier.report import check_report, values_path, write_audit_report
-from verifier.simulate import task_info
 
 DELTA = 0.05
 # kind: (strategy, epsilon, expected verdict). Measured with `vattr simulate` (200 runs

@@ -33,6 +33,7 @@ from attribution.commitments import SigningKey
 from attribution.execution import SerialExecutor
 from attribution.execution.executors import Block, BlockResult, Executor
 from attribution.execution.plan import SubsetPlan
+from attribution.protocol.common import task_info
 from attribution.protocol.messages import ChallengeReveal
 from attribution.tasks import load_task, resolve_spec
 from attribution.tasks.runtime import OracleTask, Task
@@ -46,7 +47,6 @@ from tests.tls_helpers import PKI, WRONG_HOST, CertFiles, make_pki
 from verifier.client import AuditResult, ClientTLS, ProverClient, TransportError, run_audit
 from verifier.planner import Plan, plan_run
 from verifier.session import VerifierSession
-from verifier.simulate import task_info
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -33,7 +33,7 @@ from attribution.errors import StoreCorruptError, UsageError
 from attribution.execution import ResultStore, make_executor, run_plan
 from attribution.execution.plan import RowSubset
 from attribution.progress import Progress
-from attribution.protocol.common import TaskInfo
+from attribution.protocol.common import TaskInfo, task_info
 from attribution.tasks.runtime import Task
 from attribution.v1 import prover_pb2, prover_pb2_grpc
 from verifier.audit_state import AuditState
@@ -328,7 +328,7 @@ def run_audit(
             f"task digest mismatch: the Prover serves {bytes(served.task.digest).hex()[:16]}..., "
             f"this Verifier has {task.digest.hex()[:16]}... (different spec or data)"
         )
-    info = TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
+    info = task_info(task)
     work_dir.mkdir(parents=True, exist_ok=True)
     state = AuditState.find(work_dir)
     if state is not None:

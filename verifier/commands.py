@@ -198,11 +198,12 @@ def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from attribution.progress import Progress
+    from attribution.protocol.common import task_info
     from attribution.tasks import load_task, resolve_spec
     from attribution.tasks.runtime import OracleTask
     from prover.strategies import parse_strategy
     from verifier.planner import plan_run
-    from verifier.simulate import simulate, task_info
+    from verifier.simulate import simulate
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
@@ -298,14 +299,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import tempfile
 
     from attribution.commitments import load_or_create_key, load_private_key
-    from attribution.protocol.common import ProtocolError
+    from attribution.protocol.common import ProtocolError, task_info
     from attribution.protocol.messages import MessageError
     from attribution.tasks import load_task, resolve_spec
     from verifier.audit_state import AuditState
     from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
     from verifier.planner import plan_run
     from verifier.report import write_audit_report
-    from verifier.simulate import task_info
 
     task = load_task(resolve_spec(args.task, args.overrides))
     outputs = _outputs(args.outputs, task)

@@ -16,6 +16,7 @@ from typing import Any
 
 from attribution.commitments import SigningKey
 from attribution.execution.executors import ProcessExecutor
+from attribution.protocol.common import task_info
 from attribution.tasks import load_task, resolve_spec
 from prover.attributions import compute_attribution, residual_hint
 from prover.server import start_server
@@ -24,7 +25,6 @@ from prover.strategies import parse_strategy
 from verifier.client import ProverClient, run_audit
 from verifier.planner import plan_run
 from verifier.report import check_report, write_audit_report
-from verifier.simulate import task_info
 
 TASK, EPSILON, DELTA = "breast_cancer-logreg", 0.03, 0.05
 

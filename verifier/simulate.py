@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from attribution.commitments import SigningKey
 from attribution.protocol.challenges import ChallengePlan
-from attribution.protocol.common import TaskInfo, g_values
+from attribution.protocol.common import g_values, task_info
 from attribution.stats import clopper_pearson
 from attribution.subsets import xof
 from attribution.tasks.runtime import OracleTask, Task
@@ -30,10 +30,6 @@ from verifier.planner import Plan
 from verifier.session import Outcome, VerifierSecrets, VerifierSession
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def task_info(task: Task) -> TaskInfo:
-    return TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
 
 
 @functools.lru_cache(maxsize=2)

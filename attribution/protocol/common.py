@@ -7,6 +7,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,9 @@ from attribution.errors import UsageError
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.params import ProtocolParams
 from attribution.subsets import prob_to_u32
+
+if TYPE_CHECKING:
+    from attribution.tasks.runtime import Task
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -28,6 +32,11 @@ class TaskInfo:
     bound: float
     tau: float
     p: float
+
+
+def task_info(task: Task) -> TaskInfo:
+    """The :class:`TaskInfo` of a loaded task."""
+    return TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
 
 
 class ProtocolError(UsageError):
