@@ -521,3 +521,25 @@ def test_values_file_byte_flips_never_pass_or_raise(accept_report: Path) -> None
         else:
             failed += 1
     assert failed > len(data) // 13 // 2
+
+
+@pytest.mark.parametrize("label", ["opened", "commit_attribution", "commit_evaluations"])
+def test_reordered_transcript_fails_cleanly(accept_report: Path, label: str) -> None:
+    """A transcript rebuilt (valid chain, matching head) with a Prover message moved to the
+    front: its signature covers the head before it, which does not exist; check_report
+    reports that instead of raising KeyError (as it once did)."""
+    from attribution.commitments import Transcript
+
+    obj = _load(accept_report)
+    t = Transcript.from_jsonl(obj["transcript_jsonl"])
+    order = [e for e in t.entries if e.label == label]
+    order += [e for e in t.entries if e.label != label]
+    rebuilt = Transcript(t.session_id)
+    for e in order:
+        rebuilt.append(e.direction, e.label, e.msg)
+    obj["transcript_jsonl"] = rebuilt.to_jsonl()
+    obj["certificate"]["transcript_head"] = rebuilt.entries[-2].head.hex()
+    _save(accept_report, obj)
+    res = check_report(accept_report)
+    assert not res.ok
+    assert res.problems

@@ -253,32 +253,12 @@ def spot_figure(diffs: FloatArray, tau: float) -> str:
 def spot_differences(loaded: LoadedReport) -> FloatArray | None:
     """|retrained - Prover's| for every spot-checked value (C re-derived from the revealed
     seed), or ``None`` when it cannot be re-derived (e.g. no f-values)."""
-    from attribution.commitments import SigningKey
-    from attribution.protocol.common import TaskInfo
-    from attribution.protocol.messages import SessionOpened, decode
-    from attribution.protocol.params import ProtocolParams
-    from verifier.session import VerifierSecrets, VerifierSession
+    from verifier.report import replay_session
 
     cert, values = loaded.certificate, loaded.values
     try:
-        t = cert["task"]
-        info = TaskInfo(
-            int(t["n_points"]),
-            int(t["n_outputs"]),
-            float(t["bound"]),
-            float(t["tau"]),
-            float(t["p"]),
-        )
-        params = ProtocolParams.from_dict(cert["params"])
-        secrets = VerifierSecrets(**{k: bytes.fromhex(v) for k, v in cert["seeds"].items()})
-        entries = Transcript.from_jsonl(loaded.report["transcript_jsonl"]).entries
-        opened = decode(next(e.msg for e in entries if e.label == "opened"), SessionOpened)
-        s = VerifierSession(
-            info, bytes.fromhex(cert["task_digest"]), params, SigningKey.generate(), secrets
-        )
-        s.session_id = bytes.fromhex(cert["session_id"])
-        s.nonce = opened.nonce
-        s.root_a = bytes.fromhex(cert["attribution_root"])
+        s = replay_session(loaded.report, cert)
+        info = s.task
         rows = s.spot_check_rows()
         f = values.get("evaluations")
         spot = values.get("spot")

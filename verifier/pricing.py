@@ -460,7 +460,7 @@ def open_report(path: Path, *, force: bool = False, need_accept: bool = True) ->
     """``check_report`` then load; refuses (``ReportRefused``) a report that fails the
     check, and a non-ACCEPT one when ``need_accept`` and not ``force`` (with ``force`` a
     warning is returned, to be printed *inside* the output)."""
-    from verifier.report import check_report, load_report
+    from verifier.report import check_report
 
     res = check_report(path)
     if not res.ok:
@@ -468,7 +468,7 @@ def open_report(path: Path, *, force: bool = False, need_accept: bool = True) ->
             f"{path} fails the offline check ({len(res.problems)} problem(s)): "
             + "; ".join(res.problems)
         )
-    report, values = load_report(path)
+    report, values = res.report, res.values  # what was checked, not a second read
     warning = None
     verdict = report["verdict"]
     if verdict != "ACCEPT":

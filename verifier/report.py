@@ -74,7 +74,6 @@ def build_report(
     outcome: Outcome,
     session: VerifierSession,
     task_name: str,
-    values: dict[str, FloatArray | None],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON part of a report (values go to the ``.values.npz`` file)."""
@@ -92,7 +91,6 @@ def build_report(
         "field_hashes": outcome.field_hashes,
         "verdict_message": outcome.message.to_bytes().decode(),
         "transcript_jsonl": transcript.to_jsonl() if transcript is not None else "",
-        "values_file": "",
         **(extra or {}),
     }
 
@@ -135,7 +133,7 @@ def write_audit_report(
         "spot": result.spot_values,
         "mse": result.mse_values,
     }
-    write_report(path, build_report(result.outcome, s, task_name, values, extra), values)
+    write_report(path, build_report(result.outcome, s, task_name, extra), values)
     return path
 
 
@@ -144,6 +142,9 @@ class CheckResult:
     ok: bool = True
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # what was checked, for callers that go on to use it (read once, not reloaded)
+    report: dict[str, Any] = field(default_factory=dict, repr=False)
+    values: dict[str, FloatArray] = field(default_factory=dict, repr=False)
 
     def fail(self, field_name: str, why: str) -> None:
         self.ok = False
@@ -188,6 +189,7 @@ def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckRes
         res.fail("report", str(exc))
         return res
     load_errors = report.pop("_load_errors", [])
+    res.report, res.values = report, values
     for err in load_errors:
         res.fail("values_file", err)
     unknown = set(report) - REPORT_KEYS
@@ -284,7 +286,9 @@ def _check_transcript(
     if entries[-1].label != "verdict" or entries[-1].msg != vmsg.to_bytes():
         res.fail("transcript_jsonl", "the last entry is not the signed verdict message")
     by_label = {e.label: e for e in entries}
-    heads = {e.index: e.head for e in entries}
+    # the head before entry i; before the first entry there is none (a message moved to
+    # the front then fails its signature check instead of raising KeyError)
+    heads = {0: b"", **{e.index: e.head for e in entries}}
     try:
         open_msg = decode(by_label["open"].msg, OpenSession)
         opened = decode(by_label["opened"].msg, SessionOpened)
@@ -388,6 +392,30 @@ def _check_values(cert: dict[str, Any], values: dict[str, FloatArray], res: Chec
             res.fail(f"values.{name}", f"digest {got} != certificate {recorded}")
 
 
+def replay_session(report: dict[str, Any], cert: dict[str, Any]) -> VerifierSession:
+    """The Verifier's session re-derived from a report: the certified task constants and
+    parameters, the revealed seeds and the Prover's nonce (raises KeyError, ValueError,
+    TypeError or StopIteration on a report that lacks them)."""
+    t = cert["task"]
+    info = TaskInfo(
+        int(t["n_points"]), int(t["n_outputs"]), float(t["bound"]), float(t["tau"]), float(t["p"])
+    )
+    secrets = VerifierSecrets(**{k: bytes.fromhex(v) for k, v in cert["seeds"].items()})
+    entries = Transcript.from_jsonl(report["transcript_jsonl"]).entries
+    opened = decode(next(e.msg for e in entries if e.label == "opened"), SessionOpened)
+    session = VerifierSession(
+        info,
+        bytes.fromhex(cert["task_digest"]),
+        ProtocolParams.from_dict(cert["params"]),
+        SigningKey.generate(),
+        secrets,
+    )
+    session.session_id = bytes.fromhex(cert["session_id"])
+    session.nonce = opened.nonce
+    session.root_a = bytes.fromhex(cert["attribution_root"])
+    return session
+
+
 def _replay(
     report: dict[str, Any],
     cert: dict[str, Any],
@@ -405,21 +433,8 @@ def _replay(
             f"({cert.get('reason')})"
         )
         return
-    t = cert["task"]
-    params = ProtocolParams.from_dict(cert["params"])
-    info = TaskInfo(
-        int(t["n_points"]), int(t["n_outputs"]), float(t["bound"]), float(t["tau"]), float(t["p"])
-    )
-    seeds = {k: bytes.fromhex(v) for k, v in cert["seeds"].items()}
-    secrets = VerifierSecrets(**seeds)
-    entries = Transcript.from_jsonl(report["transcript_jsonl"]).entries
-    opened = decode(next(e.msg for e in entries if e.label == "opened"), SessionOpened)
-    session = VerifierSession(
-        info, bytes.fromhex(cert["task_digest"]), params, SigningKey.generate(), secrets
-    )
-    session.session_id = bytes.fromhex(cert["session_id"])
-    session.nonce = opened.nonce
-    session.root_a = bytes.fromhex(cert["attribution_root"])
+    session = replay_session(report, cert)
+    info, params = session.task, session.params
     session.attribution = values["attribution"].reshape(info.n_outputs, info.n_points + 1)
     f = values.get("evaluations")
     session.evaluations = f.reshape(-1, info.n_outputs) if f is not None and f.size else None
@@ -442,7 +457,7 @@ def _replay(
             elif v != r and k != "budget_to_decide":
                 res.fail(f"certificate.outputs.{i}.{k}", f"replay gives {v!r}, report {r!r}")
     if retrain:
-        task = load_task(resolve_spec(t["name"]))
+        task = load_task(resolve_spec(cert["task"]["name"]))
         if task.digest.hex() != cert["task_digest"]:
             res.fail("task", "the local task's digest differs from the report's")
             return
