@@ -67,12 +67,7 @@ def bench_retrain(
     task.train_batch(masks[:1], seeds[:1])  # warm-up (allocations, lazy imports)
 
     t0 = time.perf_counter()
-    batched = np.concatenate(
-        [
-            task.train_batch(masks[i : i + batch], seeds[i : i + batch])
-            for i in range(0, models, batch)
-        ]
-    )
+    batched = task.train_chunked(masks, seeds, batch)
     if device != "cpu" and torch.cuda.is_available():
         torch.cuda.synchronize()
     t_batched = time.perf_counter() - t0

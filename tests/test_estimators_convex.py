@@ -210,9 +210,16 @@ def test_logistic_newton_step_beats_influence_function(
 
 def test_logistic_outputs_and_sign(logreg: tuple[ConvexTask, ConvexInfluence]) -> None:
     task, est = logreg
-    # the torch output function is the task's
-    V = est.theta[None] + 0.01 * torch.randn(3, est.dim, dtype=F64, generator=torch.Generator())
-    assert np.array_equal(task_output_function(task)(V).numpy(), task.outputs_from_params(V))
+    # the torch output function against the definition, written out in numpy: binary
+    # margins (2y - 1) x.theta on the validation points, their mean appended, clipped
+    gen = torch.Generator().manual_seed(0)
+    V = est.theta[None] + 0.01 * torch.randn(3, est.dim, dtype=F64, generator=gen)
+    X, y = task.Xa_val.numpy(), task.yv.numpy()
+    margins = (V.numpy() @ X.T) * (2.0 * y - 1.0)
+    if task.spec.output.mean:
+        margins = np.concatenate([margins, margins.mean(axis=1, keepdims=True)], axis=1)
+    expected = np.clip(margins, -task.bound, task.bound)
+    np.testing.assert_allclose(task_output_function(task)(V).numpy(), expected, atol=1e-12)
     # binary margins are linear in theta: evaluated = linearised wherever no clip is touched
     delta = est.single_point_parameters("ns")
     ev, lin = est.output_changes(delta, "evaluated"), est.output_changes(delta, "linear")

@@ -38,17 +38,7 @@ def _plan_masks(plan: ChallengePlan) -> npt.NDArray[np.bool_]:
     return plan.masks(range(plan.n_rows))
 
 
-def _train(
-    task: Task, masks: npt.NDArray[np.bool_], seeds: list[bytes], batch: int = 4096
-) -> FloatArray:
-    if len(seeds) == 0:
-        return np.zeros((0, task.n_outputs))
-    return np.concatenate(
-        [
-            task.train_batch(masks[i : i + batch], seeds[i : i + batch])
-            for i in range(0, len(seeds), batch)
-        ]
-    )
+SIM_CHUNK = 4096  # models per train_batch call in simulations
 
 
 @dataclass(frozen=True)
@@ -113,7 +103,7 @@ def run_once(
     if mode == "interactive":
         e_plan = prover.on_challenge(verifier.reveal_challenge().to_bytes())
         masks = _plan_masks(e_plan)
-        F = _train(task, masks, e_plan.seeds(range(e_plan.n_rows)))
+        F = task.train_chunked(masks, e_plan.seeds(range(e_plan.n_rows)), SIM_CHUNK)
         if strategy.corrupts:
             g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
             F = strategy.evaluations(F, EvalContext(params, e_plan.layout, info.bound, g))
@@ -127,12 +117,12 @@ def run_once(
     if rows:
         local_plan = verifier.challenge_plan()
         masks = _plan_masks(local_plan)
-        spot = _train(task, masks[rows], local_plan.seeds(rows))
+        spot = task.train_chunked(masks[rows], local_plan.seeds(rows), SIM_CHUNK)
     mse_values = None
     m_plan = verifier.mse_plan()
     if m_plan is not None:
         rng = range(m_plan.n_rows)
-        mse_values = _train(task, m_plan.masks(rng), m_plan.seeds(rng))
+        mse_values = task.train_chunked(m_plan.masks(rng), m_plan.seeds(rng), SIM_CHUNK)
     outcome = verifier.decide(spot, mse_values, claimed_mse)
     if mode == "interactive":
         prover.on_verdict(outcome.message.to_bytes())

@@ -51,7 +51,6 @@ BoolArray = npt.NDArray[np.bool_]
 DEFAULT_EVAL_SEED = 7_000_001
 """Root seed of the evaluation subsets unless ``--eval-seed`` is given."""
 METRICS = ("lds", "loo", "brittleness", "auc")
-_BATCH = 512
 
 
 def register(sub: Any) -> None:
@@ -116,8 +115,9 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists (use --force to overwrite)")
     if not out.parent.is_dir():
         raise UsageError(f"{out.parent}: no such directory")
-    if not 0 <= args.seed < 1 << 64:
-        raise UsageError(f"--seed must be an integer in [0, 2**64), got {args.seed}")
+    from attribution.subsets import int_seed
+
+    int_seed(args.seed)  # the range check of every seed (UsageError)
     get_method(args.method)  # unknown / not yet available: fail before loading the task
     task = _load_task(args)
     start = time.perf_counter()
@@ -221,14 +221,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(task: Any, masks: BoolArray, seeds: list[bytes]) -> FloatArray:
-    parts = [
-        task.train_batch(masks[i : i + _BATCH], seeds[i : i + _BATCH])
-        for i in range(0, masks.shape[0], _BATCH)
-    ]
-    return np.asarray(np.concatenate(parts), dtype=np.float64)
-
-
 def _evaluate_lds(
     task: Any, A: FloatArray, meta: dict[str, Any] | None, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -242,7 +234,7 @@ def _evaluate_lds(
         raise UsageError("--n-boot must be >= 0")
     plan = evaluation_plan(task.digest, task.n_points, S, task.spec.p, args.eval_seed)
     masks = plan.masks(range(S))
-    outputs = _train(task, masks, plan.seeds(range(S)))
+    outputs = task.train_chunked(masks, plan.seeds(range(S)))
     fit_masks = None
     if meta is not None and meta["fit_runs"] > 0:
         fit_plan = retrain_plan(
@@ -289,7 +281,7 @@ def _evaluate_loo(task: Any, A: FloatArray, args: argparse.Namespace) -> dict[st
     masks = np.ones((k + 1, N), dtype=bool)
     masks[np.arange(1, k + 1), idx] = False
     plan = evaluation_plan(task.digest, N, k + 1, task.spec.p, args.eval_seed)
-    f = _train(task, masks, plan.seeds(range(k + 1)))
+    f = task.train_chunked(masks, plan.seeds(range(k + 1)))
     true = (f[1:] - f[0]).T  # (T, k): Delta_i = f(D \ {i}) - f(D)
     pred = -2.0 * A[:, 1:][:, idx]  # removing i switches x_i from +1 to -1
     res = loo_correlation(pred, true)
@@ -322,7 +314,8 @@ def _evaluate_brittleness(task: Any, A: FloatArray, args: argparse.Namespace) ->
 
     def retrain(masks: BoolArray) -> FloatArray:
         plan = evaluation_plan(task.digest, N, masks.shape[0], task.spec.p, args.eval_seed)
-        return _train(task, masks, plan.seeds(range(masks.shape[0])))
+        out: FloatArray = task.train_chunked(masks, plan.seeds(range(masks.shape[0])))
+        return out
 
     try:
         res = brittleness(

@@ -79,7 +79,6 @@ from torch import Tensor
 from attribution.estimators.calibration import Calibration, calibrate
 from attribution.tasks.runtime import ConvexTask
 from attribution.training import newton
-from attribution.training.outputs import binary_margins, finish_outputs, multiclass_margins
 
 FloatArray = npt.NDArray[np.float64]
 Kind = Literal["logistic", "multinomial", "ridge"]
@@ -290,28 +289,9 @@ def retrain_parameters(
 
 
 def task_output_function(task: ConvexTask) -> OutputFn:
-    """The task's output function as a differentiable map (M, D) -> (M, T) (torch).
-
-    Identical to ``task.outputs_from_params`` (binary/multiclass margins or predictions on
-    the validation points, optional mean, clip to ``[-b, b]``) but on flat parameters and
-    without leaving torch.
-    """
-    kind = task.spec.training.trainer
-    with_mean, bound = task.spec.output.mean, task.spec.output.bound
-    Xv = task.Xa_val
-    q = Xv.shape[1]
-
-    def outputs(V: Tensor) -> Tensor:
-        if kind == "multinomial":
-            W = V.reshape(V.shape[0], -1, q)
-            values = multiclass_margins(torch.einsum("mcq,nq->mnc", W, Xv), task.yv_ids)
-        elif kind == "logistic":
-            values = binary_margins(V @ Xv.T, task.yv)
-        else:
-            values = V @ Xv.T
-        return finish_outputs(values, with_mean, bound)
-
-    return outputs
+    """The task's output function as a differentiable map (M, D) -> (M, T) (torch):
+    :meth:`ConvexTask.output_tensor`, the map behind ``task.outputs_from_params``."""
+    return task.output_tensor
 
 
 # --------------------------------------------------------------------------- estimator

@@ -252,17 +252,6 @@ class LinearNet:
                 parts.append(params[f"{2 * idx}.bias"].reshape(-1))
         return torch.cat(parts).to(_DT)
 
-    def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
-        """Inverse of :meth:`flatten`."""
-        out: dict[str, Tensor] = {}
-        for idx, layer in enumerate(self.layers()):
-            n_w = layer.fan_out * layer.fan_in
-            W = theta[layer.weight : layer.weight + n_w]
-            out[f"{2 * idx}.weight"] = W.reshape(layer.fan_out, layer.fan_in)
-            if layer.bias is not None:
-                out[f"{2 * idx}.bias"] = theta[layer.bias : layer.bias + layer.fan_out]
-        return out
-
     @classmethod
     def from_params(cls, params: Mapping[str, Tensor]) -> LinearNet:
         """The architecture of one (unstacked) MLP parameter dict."""

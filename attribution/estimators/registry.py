@@ -86,7 +86,6 @@ IF_BACKENDS: dict[str, str] = {
     "if-ekfac": "ekfac",
 }
 """Influence-function methods and their curvature backends."""
-_BATCH = 512
 
 
 def fit_runs(task: Task, count: int, seed: int) -> tuple[BoolArray, FloatArray]:
@@ -94,14 +93,8 @@ def fit_runs(task: Task, count: int, seed: int) -> tuple[BoolArray, FloatArray]:
     masks (count, N) and trained outputs (count, T)."""
     plan = retrain_plan(task.digest, task.n_points, count, task.spec.p, seed)
     rows = list(range(count))
-    masks, seeds = plan.masks(rows), plan.seeds(rows)
-    outputs = np.concatenate(
-        [
-            task.train_batch(masks[i : i + _BATCH], seeds[i : i + _BATCH])
-            for i in range(0, count, _BATCH)
-        ]
-    )
-    return masks, np.asarray(outputs, dtype=np.float64)
+    masks = plan.masks(rows)
+    return masks, task.train_chunked(masks, plan.seeds(rows))
 
 
 def _runs_meta(count: int, seed: int) -> dict[str, Any]:

@@ -171,9 +171,6 @@ class ResultStore:
     def n_rows(self) -> int:
         return int(self.manifest["n_rows"])
 
-    def completed_mask(self) -> npt.NDArray[np.bool_]:
-        return np.asarray(self.completed).astype(bool)
-
     def pending_rows(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(self.completed == 0)]
 

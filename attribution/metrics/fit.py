@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from attribution.metrics._corr import (
     as_matrix,
+    constant_columns,
     nanmean_or_nan,
     pearson_columns,
     spearman_columns,
@@ -74,12 +75,12 @@ def heldout_fit(
     mse_se_t = sq.std(axis=0, ddof=1) / np.sqrt(S)
     fc = f - f.mean(axis=0)
     sst = (fc * fc).sum(axis=0)
-    const_f = np.ptp(f, axis=0) == 0
+    const_f = constant_columns(f)
     r2 = np.full(f.shape[1], np.nan)
     r2[~const_f] = 1.0 - sq.sum(axis=0)[~const_f] / sst[~const_f]
     gc = g - g.mean(axis=0)
     sgg = (gc * gc).sum(axis=0)
-    const_g = np.ptp(g, axis=0) == 0
+    const_g = constant_columns(g)
     slope = np.full(f.shape[1], np.nan)
     slope[~const_g] = (gc * fc).sum(axis=0)[~const_g] / sgg[~const_g]
     T = f.shape[1]

@@ -75,6 +75,18 @@ class Task(ABC):
     def train_batch(self, masks: npt.NDArray[np.bool_], seeds: Sequence[bytes]) -> FloatArray:
         """Train one model per row of ``masks``; return (M, T) clipped outputs."""
 
+    def train_chunked(
+        self, masks: npt.NDArray[np.bool_], seeds: Sequence[bytes], chunk: int = 512
+    ) -> FloatArray:
+        """:meth:`train_batch` over ``chunk`` rows at a time (bounded memory for large M)."""
+        if masks.shape[0] == 0:
+            return np.zeros((0, self.n_outputs))
+        parts = [
+            self.train_batch(masks[i : i + chunk], seeds[i : i + chunk])
+            for i in range(0, masks.shape[0], chunk)
+        ]
+        return np.asarray(np.concatenate(parts), dtype=np.float64)
+
     def _check_batch(self, masks: npt.NDArray[np.bool_], seeds: Sequence[bytes]) -> None:
         if masks.ndim != 2 or masks.shape[1] != self.n_points or masks.dtype != np.bool_:
             raise ValueError(f"masks must be a bool array of shape (M, {self.n_points})")
@@ -199,17 +211,23 @@ class ConvexTask(_SupervisedTask):
         w = torch.as_tensor(masks, device=self.device).to(torch.float64)
         return self._fit(w, self.full_data_solution())
 
-    def outputs_from_params(self, W: torch.Tensor) -> FloatArray:
+    def output_tensor(self, V: torch.Tensor) -> torch.Tensor:
+        """Outputs (M, T) of parameters V -- flat (M, D) or shaped (M, q) / (M, C, q) --
+        as a differentiable torch map: binary/multiclass margins or predictions on the
+        validation points, the optional mean, clipped to ``[-b, b]``."""
         kind = self.spec.training.trainer
         if kind == "multinomial":
+            W = V.reshape(V.shape[0], -1, self.Xa_val.shape[1])
             Z = torch.einsum("mcq,nq->mnc", W, self.Xa_val)
             values = multiclass_margins(Z, self.yv_ids)
         elif kind == "logistic":
-            values = binary_margins(W @ self.Xa_val.T, self.yv)
+            values = binary_margins(V @ self.Xa_val.T, self.yv)
         else:
-            values = W @ self.Xa_val.T
-        out = finish_outputs(values, self.spec.output.mean, self.spec.output.bound)
-        return out.cpu().numpy()
+            values = V @ self.Xa_val.T
+        return finish_outputs(values, self.spec.output.mean, self.spec.output.bound)
+
+    def outputs_from_params(self, W: torch.Tensor) -> FloatArray:
+        return self.output_tensor(W).cpu().numpy()
 
     def train_batch(self, masks: npt.NDArray[np.bool_], seeds: Sequence[bytes]) -> FloatArray:
         self._check_batch(masks, seeds)

@@ -151,9 +151,6 @@ class TaskSpec:
         check_probability(p)
         return replace(self, p=float(p))
 
-    def with_data_digest(self, digest: str | None) -> TaskSpec:
-        return replace(self, data=replace(self.data, digest=digest))
-
 
 def check_probability(p: object, name: str = "p") -> float:
     if not isinstance(p, int | float) or isinstance(p, bool) or not math.isfinite(float(p)):
