@@ -27,7 +27,13 @@ import numpy.typing as npt
 
 from attribution.errors import UsageError
 from verifier.html_report import banner, figure_html, new_figure, page, svg_of
-from verifier.pricing import DEFAULT_RULE, LoadedReport, compute_payouts, format_money
+from verifier.pricing import (
+    DEFAULT_RULE,
+    LoadedReport,
+    attribution_radius,
+    compute_payouts,
+    format_money,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -48,8 +54,7 @@ def _radius(loaded: LoadedReport) -> float | None:
     if loaded.verdict != "ACCEPT":
         return None
     cert = loaded.certificate
-    p = float(cert["task"]["p"])
-    return math.sqrt(float(cert["params"]["epsilon"])) / math.sqrt(4 * p * (1 - p))
+    return attribution_radius(float(cert["params"]["epsilon"]), float(cert["task"]["p"]))
 
 
 def compare_reports(

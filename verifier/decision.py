@@ -153,12 +153,12 @@ def decide_output(
         b3_values = singles * singles
     est = estimate(sample, rho, target, params.fit)
     coefs = est.coefficients
+    g_abs = float(np.max(np.abs(g_e))) if target == "residual" else 0.0
+    d_noise = params.split.noise * delta / Z
     # sampling half-width
     if params.preset == "theory":
-        g_max = float(np.max(np.abs(g_e))) if target == "residual" else 0.0
-        ranges = {k: 2 * (b + g_max) ** 2 for k in LEVELS}
+        ranges = {k: 2 * (b + g_abs) ** 2 for k in LEVELS}
         ranges["single"] = b * b
-        d_noise = params.split.noise * delta / Z
         var_term = sum(coefs[k] ** 2 * ranges[k] ** 2 / est.counts[k] for k in coefs)
         w_b = math.sqrt(var_term * math.log(2 / d_noise) / 2)
     else:
@@ -171,9 +171,7 @@ def decide_output(
         mse_hat = float(mse_terms.mean())
         if params.preset == "theory":
             rng = float(np.max(mse_terms)) + 1e-300
-            w_m = math.sqrt(
-                rng**2 * math.log(2 / (params.split.noise * delta / Z)) / (2 * mse_terms.size)
-            )
+            w_m = math.sqrt(rng**2 * math.log(2 / d_noise) / (2 * mse_terms.size))
             w = w_b + w_m
         else:
             var_m = float(mse_terms.var(ddof=1)) / mse_terms.size
@@ -190,7 +188,6 @@ def decide_output(
         m_tol, corr = 0, 0.0
     # degree >= 3 bias (lowers D), from an upper confidence bound on B_>=3; m_tol
     # undetected corruptions can lower that mean by at most m_tol * max square / n
-    g_abs = float(np.max(np.abs(g_e))) if target == "residual" else 0.0
     b3_ucb = max(0.0, _ucb_mean(b3_values, z_bias))
     b3_ucb += m_tol * (b + g_abs) ** 2 / b3_values.size
     bias = bias_coefficient(rho) * b3_ucb

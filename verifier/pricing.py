@@ -322,6 +322,12 @@ def compute_payouts(
 
 
 # -- the guarantee ----------------------------------------------------------------------
+def attribution_radius(epsilon: float, p: float) -> float:
+    """``sqrt(eps) / sqrt(4 p (1 - p))``: the l2 radius around the best attribution that an
+    ACCEPT at ``eps`` certifies (module docstring)."""
+    return math.sqrt(epsilon) / math.sqrt(4 * p * (1 - p))
+
+
 def money_guarantee(
     pricing: Pricing, epsilon: float, delta: float, p: float, in_cents: bool = False
 ) -> dict[str, Any]:
@@ -332,7 +338,7 @@ def money_guarantee(
     """
     scale = 1.0 if in_cents else 0.01
     sigma = math.sqrt(4 * p * (1 - p))
-    radius = math.sqrt(epsilon) / sigma
+    radius = attribution_radius(epsilon, p)
     n = pricing.n
     root_n = math.sqrt(n)
     fixed = 0.0

@@ -212,12 +212,12 @@ def cmd_receipt(args: argparse.Namespace) -> int:
         loaded = open_report(Path(target[0]), force=args.force)
     except ReportRefused as exc:
         return _refused(exc)
-    outputs = tuple(sorted(parse_outputs(args.output, loaded)))
+    requested = parse_outputs(args.output, loaded)
+    outputs = tuple(sorted(requested))
     pricing: Pricing | None = None
     if args.budget is not None:
-        budget, rule, weights, outputs = _pricing_inputs(args, loaded)
-        outputs = tuple(sorted(outputs))
-        if weights is not None and tuple(outputs) != tuple(parse_outputs(args.output, loaded)):
+        budget, rule, weights, _ = _pricing_inputs(args, loaded)
+        if weights is not None and outputs != tuple(requested):
             raise UsageError("with --weights give --output in ascending order")
         pricing = compute_payouts(loaded.attribution, outputs, budget, rule, weights)
     receipt = make_receipt(loaded, args.contributor, outputs, pricing, args.currency_cents)

@@ -135,12 +135,7 @@ PAYOUT_KEYS = {
 
 def receipt_bytes(receipt: dict[str, Any]) -> bytes:
     """The canonical serialisation (module docstring)."""
-    return (
-        json.dumps(
-            receipt, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-        )
-        + "\n"
-    ).encode("ascii")
+    return canonical(receipt) + b"\n"  # canonical JSON is ASCII (ensure_ascii)
 
 
 def payout_digest(receipt: dict[str, Any], payout: dict[str, Any]) -> str:

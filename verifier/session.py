@@ -116,7 +116,7 @@ class VerifierSession:
         params: ProtocolParams,
         key: SigningKey,
         secrets_: VerifierSecrets | None = None,
-        masks_fn: Callable[[ChallengePlan], npt.NDArray[np.bool_]] | None = None,
+        masks_fn: Callable[[ChallengePlan | MsePlan], npt.NDArray[np.bool_]] | None = None,
         task_name: str = "",
     ) -> None:
         self.task = task
@@ -374,7 +374,7 @@ class VerifierSession:
         attribution = need(self.attribution, "attribution")
         mode = self.params.mode
         plan = self.mse_plan()
-        mse_masks = plan.masks(range(plan.n_rows)) if plan is not None else None
+        mse_masks = self._masks_fn(plan) if plan is not None else None
         f_all = self.evaluations if mode == "interactive" else spot
         e_masks = None
         needs_g = self.params.estimator == "residual" or self.params.mse_source == "delegated"

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import SigningKey
-from attribution.protocol.challenges import ChallengePlan
+from attribution.protocol.challenges import ChallengePlan, MsePlan
 from attribution.protocol.common import g_values, task_info
 from attribution.stats import clopper_pearson
 from attribution.subsets import xof
@@ -33,8 +33,9 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @functools.lru_cache(maxsize=2)
-def _plan_masks(plan: ChallengePlan) -> npt.NDArray[np.bool_]:
-    """All masks of E, derived once per plan and shared by both in-process roles."""
+def _plan_masks(plan: ChallengePlan | MsePlan) -> npt.NDArray[np.bool_]:
+    """All masks of E (or M), derived once per plan and shared by the in-process roles and
+    the local training of a run."""
     return plan.masks(range(plan.n_rows))
 
 
@@ -121,8 +122,8 @@ def run_once(
     mse_values = None
     m_plan = verifier.mse_plan()
     if m_plan is not None:
-        rng = range(m_plan.n_rows)
-        mse_values = task.train_chunked(m_plan.masks(rng), m_plan.seeds(rng), SIM_CHUNK)
+        seeds = m_plan.seeds(range(m_plan.n_rows))
+        mse_values = task.train_chunked(_plan_masks(m_plan), seeds, SIM_CHUNK)
     outcome = verifier.decide(spot, mse_values, claimed_mse)
     if mode == "interactive":
         prover.on_verdict(outcome.message.to_bytes())
