@@ -306,6 +306,7 @@ def test_verifier_sigkill_mid_audit_resumes_without_retraining(tmp_path: Path) -
     assert len(running.servicer._sessions) == 1
     job = s.job
     assert job.finished.is_set()
+    assert job.total == 606  # |E| of the EPSILON = 0.1 plan (docs/reliability.md)
     assert job.trained == job.total
     assert len([m for m in records.lines if m.startswith("job ") and " done:" in m]) == 1
     check = subprocess.run([*VATTR, "check", str(report)], env=ENV, capture_output=True)

@@ -1,6 +1,7 @@
-"""Load on one Prover over loopback: 16 concurrent audits (honest and cheating sessions
-on one server) all finish with the right verdicts; a second wave of 16 adds at most a
-few pool threads, not one per audit (the RPC pool is bounded and job threads exit)."""
+"""Load on one Prover over loopback: 16 concurrent audits of an honest Prover all finish
+with ACCEPT; a second wave of 16 adds at most a few pool threads, not one per audit (the
+RPC pool is bounded and job threads exit). The measured thread counts and RSS change are
+printed (``pytest -s tests/test_load.py``)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,14 @@ def test_sixteen_concurrent_audits(tmp_path: Path) -> None:
             with ThreadPoolExecutor(16) as pool:
                 verdicts = list(pool.map(audit, range(16 * wave, 16 * wave + 16)))
             assert verdicts == ["ACCEPT"] * 16, verdicts
+            print(f"wave {wave + 1}: 16 audits in {time.perf_counter() - start:.1f} s")
             assert time.perf_counter() - start < 240
             sessions = list(running.servicer._sessions.values())
             assert all(s.job is not None and s.job.finished.is_set() for s in sessions)
             counts.append(settled_threads(counts[0] if counts else baseline + 32))
         # the sync server keeps at most max_workers = 32 idle RPC threads and job threads
         # exit; a per-audit leak would add 16 threads per wave, the pool may add a couple
+        print(f"threads: {baseline} before, {counts} after each wave")
         assert counts[0] <= baseline + 32
         assert counts[1] <= counts[0] + 3, counts
     finally:
@@ -123,6 +126,10 @@ def test_clients_hanging_up_mid_stream_leak_nothing(tmp_path: Path) -> None:
         for _ in range(50):
             hang_up()
         time.sleep(1.0)
+        print(
+            f"50 hang-ups: threads {threads} -> {threading.active_count()}, "
+            f"RSS change {(_rss_kb() - rss) / 1024:+.1f} MB"
+        )
         assert threading.active_count() <= threads + 3
         # 50 abandoned streams of 8 MB each would be 400 MB if buffers were kept
         assert _rss_kb() - rss < 64_000

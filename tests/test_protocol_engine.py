@@ -5,7 +5,7 @@ Statistical assertions use fixed seeds (so they are deterministic) and threshold
 from binomial tails, so that they would hold with probability >= 0.99 for any seeds if
 the true acceptance rates are what the protocol guarantees (>= 0.95 honest, <= delta =
 0.05 for errors > eps):
-* 20 honest runs: P(Binomial(20, 0.95) <= 13) = 3e-4, so we assert >= 14 accepted;
+* 20 honest runs: P(Binomial(20, 0.95) <= 13) = 3.4e-5, so we assert >= 14 accepted;
 * 10 cheating runs: P(Binomial(10, 0.05) >= 3) = 0.012, so we assert <= 2 accepted.
 """
 
@@ -126,9 +126,13 @@ def test_cheaters_rejected(synthetic, strategy: str) -> None:  # type: ignore[no
     a = s.attribution(honest, task.spec.p)
     if not s.corrupts:
         assert task.oracle.err(float(a[0, 0]), a[0, 1:]) >= 0.2
-    summary = simulate(task, _plan(task, 0.1, ex.B_ge2), s, honest, runs=10, seed=2)
+    plan = _plan(task, 0.1, ex.B_ge2)
+    summary = simulate(task, plan, s, honest, runs=10, seed=2)
     assert summary.accepted <= 2
     if s.corrupts:
+        # each run catches the corruption with probability >= the planned detection
+        # probability (>= 0.95, asserted); P(Binomial(10, 0.95) <= 7) = 0.0115
+        assert plan.detection_probability >= 0.95
         assert summary.reasons.get("spot_check_failed", 0) >= 8
 
 
@@ -149,6 +153,8 @@ def test_naive_check_accepts_scaled_attribution(synthetic) -> None:  # type: ign
     plan = _plan(task, 0.05, ex.B_ge2, mode="naive")
     claimed = claimed_mse(task, s.attribution(honest, task.spec.p), plan.params.outputs)
     summary = simulate(task, plan, s, honest, runs=10, seed=4, claimed_mse=claimed)
+    # a demonstration, not a rate: the naive check accepts this cheater in most runs
+    # (200/200 in docs/benchmarks.md); >= 5 of these 10 seeded runs shows the point
     assert summary.accepted >= 5
     assert summary.true_err_over_eps is not None
     assert summary.true_err_over_eps > 1.5
@@ -197,8 +203,9 @@ def test_breast_cancer_honest_accepted_scaled_rejected() -> None:
 
 @pytest.mark.parametrize("mse_source", ["local", "delegated"])
 def test_paper_estimator_both_mse_sources(synthetic, mse_source: str) -> None:  # type: ignore[no-untyped-def]
-    """The paper's estimator (MSE minus B_>=2): an honest Prover is never rejected, an
-    attribution with err = 12 eps is; delegated MSE costs the Verifier only k trainings."""
+    """The paper's estimator (MSE minus B_>=2): in these 2 seeded runs an honest Prover is
+    not rejected and an attribution with err = 12 eps is; delegated MSE costs the Verifier
+    only k trainings."""
     task, honest, _ = synthetic
     plan = plan_run(
         task_info(task),
