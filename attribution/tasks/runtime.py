@@ -12,6 +12,7 @@ plug-in source digests)``, so it covers the spec and the data bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
@@ -50,9 +51,11 @@ class Task(ABC):
     output_names: list[str]
     device: torch.device
 
-    @property
+    @functools.cached_property
     def digest(self) -> bytes:
-        """32-byte task digest (spec + data + plug-in sources)."""
+        """32-byte task digest (spec + data + plug-in sources), computed once per loaded
+        task: it is checked on every training block, and a plug-in's sources are read from
+        disk for it (the code a process runs is the code it loaded)."""
         h = hashlib.sha256(b"attribution.v1/task\x00")
         h.update(self.spec.canonical_json())
         h.update(b"\x00" + self.data_digest.encode())
