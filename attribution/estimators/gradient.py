@@ -206,18 +206,8 @@ def full_data_seed(task: MLPTask | ConvexTask, seed: int) -> int:
 
 def full_data_mlp(task: MLPTask, seed: int) -> dict[str, Tensor]:
     """The MLP trained on every point (the task's recipe) with :func:`full_data_seed`."""
-    from attribution.training.mlp import train_mlp_batch
-
-    ones = torch.ones(1, task.n_points, dtype=task.Xt.dtype, device=task.device)
-    stacked = train_mlp_batch(
-        task.Xt,
-        task.yt_ids,
-        ones,
-        [full_data_seed(task, seed)],
-        task.n_classes,
-        task.config,
-        task.device,
-    )
+    ones = np.ones((1, task.n_points), dtype=np.bool_)
+    stacked = task.fit_params(ones, [full_data_seed(task, seed)])
     return {k: v[0] for k, v in stacked.items()}
 
 

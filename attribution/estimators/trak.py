@@ -148,13 +148,7 @@ def checkpoint_models(
     rows = list(range(count))
     masks = plan.masks(rows)
     if isinstance(task, MLPTask):
-        from attribution.training.mlp import train_mlp_batch
-
-        w = torch.as_tensor(masks, device=task.device).to(task.Xt.dtype)
-        seeds = [seed_to_u64(s) for s in plan.seeds(rows)]
-        stacked = train_mlp_batch(
-            task.Xt, task.yt_ids, w, seeds, task.n_classes, task.config, task.device
-        )
+        stacked = task.fit_params(masks, [seed_to_u64(s) for s in plan.seeds(rows)])
         return [
             mlp_task_model(task, {k: v[m] for k, v in stacked.items()}) for m in range(count)
         ], masks

@@ -274,6 +274,21 @@ class MLPTask(_SupervisedTask):
 
         return self._train(train_mlp_loop, masks, seeds)
 
+    def fit_params(
+        self,
+        masks: npt.NDArray[np.bool_],
+        seeds_u64: Sequence[int],
+        trainer: Callable[..., dict[str, torch.Tensor]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Stacked parameters of one MLP per mask (the task's recipe; default trainer
+        :func:`~attribution.training.mlp.train_mlp_batch`), seeds as u64 integers."""
+        from attribution.training.mlp import train_mlp_batch
+
+        w = torch.as_tensor(masks, device=self.device).to(self.Xt.dtype)
+        return (trainer or train_mlp_batch)(
+            self.Xt, self.yt_ids, w, list(seeds_u64), self.n_classes, self.config, self.device
+        )
+
     def _train(
         self,
         trainer: Callable[..., dict[str, torch.Tensor]],
@@ -283,16 +298,7 @@ class MLPTask(_SupervisedTask):
         from attribution.training.mlp import mlp_logits
 
         self._check_batch(masks, seeds)
-        w = torch.as_tensor(masks, device=self.device).to(self.Xt.dtype)
-        params = trainer(
-            self.Xt,
-            self.yt_ids,
-            w,
-            [seed_to_u64(s) for s in seeds],
-            self.n_classes,
-            self.config,
-            self.device,
-        )
+        params = self.fit_params(masks, [seed_to_u64(s) for s in seeds], trainer)
         margins = multiclass_margins(mlp_logits(params, self.Xv), self.yv_ids)
         return finish_outputs(margins, self.spec.output.mean, self.spec.output.bound).cpu().numpy()
 
