@@ -183,10 +183,11 @@ def make_receipt(
                 "tree_size": op.tree_size,
             }
         )
-    entries = Transcript.from_jsonl(report["transcript_jsonl"]).entries
+    transcript = Transcript.from_jsonl(report["transcript_jsonl"])
+    entries = transcript.entries
     k = next(i for i, e in enumerate(entries) if e.label == "commit_attribution")
     commit = decode(entries[k].msg, AttributionCommitment)
-    commit_head = entries[k - 1].head if k > 0 else Transcript(commit_session(cert)).genesis
+    commit_head = entries[k - 1].head if k > 0 else transcript.genesis
     vmsg = decode(str(report["verdict_message"]).encode(), VerdictMessage)
     leaves = flatten(cert)
     fields_ = {p: leaves[p] for p in CERT_FIELDS if p in leaves}
@@ -223,10 +224,6 @@ def make_receipt(
         payout["sha256"] = payout_digest(receipt, payout)
         receipt["payout"] = payout
     return receipt
-
-
-def commit_session(cert: dict[str, Any]) -> bytes:
-    return bytes.fromhex(str(cert["session_id"]))
 
 
 def disclosure(receipt: dict[str, Any]) -> list[str]:

@@ -257,7 +257,7 @@ def _root_hex(v: FloatArray | None) -> str | None:
         return None
 
 
-def _entries(report: dict[str, Any], head: bytes, res: CheckResult) -> list[Any] | None:
+def _transcript(report: dict[str, Any], head: bytes, res: CheckResult) -> Transcript | None:
     try:
         t = Transcript.from_jsonl(str(report.get("transcript_jsonl", "")))
     except (TranscriptError, ValueError, KeyError) as exc:
@@ -266,11 +266,11 @@ def _entries(report: dict[str, Any], head: bytes, res: CheckResult) -> list[Any]
     if t.to_jsonl() != str(report.get("transcript_jsonl", "")):
         res.fail("transcript_jsonl", "not in canonical form")
         return None
-    entries = list(t.entries)
+    entries = t.entries
     if len(entries) < 2 or entries[-2].head != head:
         res.fail("transcript_jsonl", "does not reach the signed transcript head")
         return None
-    return entries
+    return t
 
 
 def _check_transcript(
@@ -280,15 +280,15 @@ def _check_transcript(
     head: bytes,
     res: CheckResult,
 ) -> None:
-    entries = _entries(report, head, res)
-    if entries is None:
+    t = _transcript(report, head, res)
+    if t is None:
         return
+    entries = t.entries
     if entries[-1].label != "verdict" or entries[-1].msg != vmsg.to_bytes():
         res.fail("transcript_jsonl", "the last entry is not the signed verdict message")
     by_label = {e.label: e for e in entries}
-    # the head before entry i; before the first entry there is none (a message moved to
-    # the front then fails its signature check instead of raising KeyError)
-    heads = {0: b"", **{e.index: e.head for e in entries}}
+    # the head before entry i (the genesis h_0 before the first entry)
+    heads = {0: t.genesis, **{e.index: e.head for e in entries}}
     try:
         open_msg = decode(by_label["open"].msg, OpenSession)
         opened = decode(by_label["opened"].msg, SessionOpened)
