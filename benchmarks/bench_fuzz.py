@@ -37,11 +37,11 @@ def bench(n_cases: int, seed: int, show: int) -> dict[str, Any]:
     from tests.fuzz_rpc_cases import (
         METHODS,
         Harness,
-        build_env,
         cases,
         fuzz,
         start_fuzz_server,
     )
+    from tests.test_service_security import build_env
 
     env = build_env()
     with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:

@@ -52,7 +52,6 @@ from hypothesis import strategies as st
 
 from attribution.commitments import SigningKey
 from attribution.execution import SerialExecutor
-from attribution.protocol.common import task_info
 from attribution.protocol.messages import (
     AttributionCommitment,
     ChallengeReveal,
@@ -62,14 +61,10 @@ from attribution.protocol.messages import (
     VerdictMessage,
 )
 from attribution.protocol.params import DeltaSplit, ProtocolParams
-from attribution.tasks import load_task, resolve_spec
-from attribution.tasks.runtime import OracleTask
 from attribution.v1 import prover_pb2 as pb
-from prover.commands import build_served
 from prover.server import RunningServer, start_server
 from tests.test_service_security import Env, Manual, audit, new_verifier
 from verifier.client import ProverClient
-from verifier.planner import plan_run
 from verifier.session import VerifierSession
 
 Code = grpc.StatusCode
@@ -108,20 +103,6 @@ CALL_TIMEOUT = 30.0
 
 
 # -- the task, the server and the checks ------------------------------------------------------
-def build_env() -> Env:
-    """The synthetic task, as the ``env`` fixture of tests/test_service_security.py."""
-    task = load_task(resolve_spec("synthetic"))
-    assert isinstance(task, OracleTask)
-    hint = task.oracle.exact().B_ge2
-    return Env(
-        task=task,
-        honest=build_served(task, "exact", None, "honest"),
-        red_team=build_served(task, "exact", None, "scale:0.5"),
-        plan=plan_run(task_info(task), 0.2, 0.05, hint=hint),
-        hint=hint,
-    )
-
-
 def start_fuzz_server(env: Env, store: Path) -> RunningServer:
     """An honest Prover on 127.0.0.1:0 whose session limits are out of the way (fuzzed
     OpenSession calls succeed and would otherwise exhaust them; that path has its tests)."""

@@ -42,7 +42,6 @@ from tests.fuzz_rpc_cases import (
     Harness,
     Live,
     RawJSON,
-    build_env,
     dump_json,
     fuzz,
     message_cases,
@@ -52,7 +51,7 @@ from tests.fuzz_rpc_cases import (
     varint,
     wire_cases,
 )
-from tests.test_service_security import Env, new_verifier
+from tests.test_service_security import Env, build_env, new_verifier
 
 pytestmark = pytest.mark.timeout(120)
 Code = grpc.StatusCode

@@ -70,6 +70,11 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Env:
+    return build_env()
+
+
+def build_env() -> Env:
+    """The synthetic task, its honest and scale-0.5 Provers and a plan at eps = 0.2."""
     task = load_task(resolve_spec("synthetic"))
     assert isinstance(task, OracleTask)
     hint = task.oracle.exact().B_ge2
