@@ -12,6 +12,7 @@ red-team strategy); the session only enforces order and signs.
 from __future__ import annotations
 
 import secrets
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,7 @@ from attribution.protocol.params import ProtocolParams
 from attribution.subsets import bind_digest
 
 FloatArray = npt.NDArray[np.float64]
+C = TypeVar("C", AttributionCommitment, EvaluationCommitment)
 
 
 class ProverSession:
@@ -91,20 +93,38 @@ class ProverSession:
         self.phase = Phase.SESSION
         return out
 
+    def _commit(
+        self,
+        values: npt.ArrayLike,
+        what: str,
+        kind: type[C],
+        phase: Phase,
+        expected: str,
+    ) -> C:
+        """Sign and log a commitment to a matrix: its Merkle root over the row-major values
+        and its shape, bound to the session and the transcript head."""
+        transcript = need(self.transcript, "transcript")
+        M = np.asarray(values, dtype=np.float64)
+        if M.ndim != 2:
+            raise ProtocolError(f"{expected} must be a matrix")
+        root = vector_root(M.ravel())
+        rows, cols = M.shape
+        sig = self.key.sign(f"commit/{what}", self.session_id, root, u64be(rows, cols), self.head)
+        out = kind(root=root, rows=rows, cols=cols, signature=sig)
+        transcript.append(Direction.PROVER_TO_VERIFIER, f"commit_{what}", out.to_bytes())
+        self.phase = phase
+        return out
+
     def commit_attribution(self, attribution: npt.ArrayLike) -> AttributionCommitment:
         self._expect(Phase.SESSION, "commit_attribution")
-        transcript = need(self.transcript, "transcript")
-        A = np.asarray(attribution, dtype=np.float64)
-        if A.ndim != 2:
-            raise ProtocolError("the attribution must be a matrix (outputs, 1 + N)")
-        self.root_a = vector_root(A.ravel())
-        rows, cols = A.shape
-        sig = self.key.sign(
-            "commit/attribution", self.session_id, self.root_a, u64be(rows, cols), self.head
+        out = self._commit(
+            attribution,
+            "attribution",
+            AttributionCommitment,
+            Phase.ATTRIBUTION,
+            "the attribution (outputs, 1 + N)",
         )
-        out = AttributionCommitment(root=self.root_a, rows=rows, cols=cols, signature=sig)
-        transcript.append(Direction.PROVER_TO_VERIFIER, "commit_attribution", out.to_bytes())
-        self.phase = Phase.ATTRIBUTION
+        self.root_a = out.root
         return out
 
     def on_challenge(self, data: bytes) -> ChallengePlan:
@@ -126,19 +146,13 @@ class ProverSession:
 
     def commit_evaluations(self, values: npt.ArrayLike) -> EvaluationCommitment:
         self._expect(Phase.CHALLENGE, "commit_evaluations")
-        transcript = need(self.transcript, "transcript")
-        F = np.asarray(values, dtype=np.float64)
-        if F.ndim != 2:
-            raise ProtocolError("the f-values must be a matrix (|E|, outputs)")
-        root = vector_root(F.ravel())
-        rows, cols = F.shape
-        sig = self.key.sign(
-            "commit/evaluations", self.session_id, root, u64be(rows, cols), self.head
+        return self._commit(
+            values,
+            "evaluations",
+            EvaluationCommitment,
+            Phase.EVALUATIONS,
+            "the f-values (|E|, outputs)",
         )
-        out = EvaluationCommitment(root=root, rows=rows, cols=cols, signature=sig)
-        transcript.append(Direction.PROVER_TO_VERIFIER, "commit_evaluations", out.to_bytes())
-        self.phase = Phase.EVALUATIONS
-        return out
 
     def on_verdict(self, data: bytes) -> VerdictMessage:
         """Check the verdict's signature -- it covers the Verifier's transcript head, so it
