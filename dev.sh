@@ -41,7 +41,7 @@ case "$cmd" in
     ;;
   test)
     setup
-    .venv/bin/ruff check attribution prover verifier tests benchmarks
+    .venv/bin/ruff check attribution prover verifier vattr tests benchmarks
     .venv/bin/mypy
     exec .venv/bin/python -m pytest "$@"
     ;;

@@ -34,11 +34,11 @@ if str(REPO) not in sys.path:
 
 from attribution.commitments import SigningKey  # noqa: E402
 from attribution.protocol.common import task_info  # noqa: E402
+from attribution.protocol.planner import plan_run  # noqa: E402
+from attribution.protocol.verifier import VerifierSession  # noqa: E402
 from attribution.tasks import load_task, resolve_spec  # noqa: E402
 from attribution.v1 import prover_pb2  # noqa: E402
 from verifier.client import ProverClient, TransportError, run_audit  # noqa: E402
-from verifier.planner import plan_run  # noqa: E402
-from verifier.session import VerifierSession  # noqa: E402
 
 
 def proc_status(pid: int) -> tuple[float, int]:
@@ -53,7 +53,7 @@ def proc_status(pid: int) -> tuple[float, int]:
 
 
 def start_prover(store: Path, overrides: list[str]) -> tuple[subprocess.Popen[str], int]:
-    args = [sys.executable, "-m", "attribution", "serve", "--task", "synthetic", "--port", "0"]
+    args = [sys.executable, "-m", "vattr", "serve", "--task", "synthetic", "--port", "0"]
     for o in overrides:
         args += ["--set", o]
     args += ["--store", str(store), "--executor", "serial", "--max-sessions-per-client", "1000"]

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from attribution.protocol.common import TaskInfo, task_info
+from attribution.protocol.planner import plan_run
 from attribution.stats import log_log_slope
 from attribution.tasks import load_task, resolve_spec
-from prover.strategies import parse_strategy
-from verifier.commands import claimed_mse, honest_attribution
-from verifier.planner import plan_run
-from verifier.simulate import simulate
+from vattr.commands.audit import claimed_mse, honest_attribution
+from vattr.redteam.strategies import parse_strategy
+from vattr.simulate import simulate
 
 EPS, DELTA = 0.05, 0.05
 

@@ -78,14 +78,14 @@ def serve(n: int) -> None:
     coordinates as one JSON line; serve until stdin closes."""
     from attribution.commitments import SigningKey, vector_root
     from attribution.execution import SerialExecutor
+    from attribution.protocol.prover import ProverSession
     from attribution.tasks import load_task, resolve_spec
-    from prover.commands import build_served
+    from prover.served import build_served
     from prover.server import start_server
     from prover.service import ServerSession
-    from prover.session import ProverSession
 
     task = load_task(resolve_spec("synthetic"))
-    served = build_served(task, "exact", None, "honest")
+    served = build_served(task, "exact", None)
     key = SigningKey.generate()
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as store:
         running = start_server(served, key, SerialExecutor(), Path(store))

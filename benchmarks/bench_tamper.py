@@ -37,23 +37,23 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from attribution.cli import main as vattr  # noqa: E402
 from attribution.commitments import SigningKey  # noqa: E402
 from attribution.errors import UsageError  # noqa: E402
 from attribution.execution import SerialExecutor  # noqa: E402
 from attribution.protocol.common import task_info  # noqa: E402
+from attribution.protocol.planner import plan_run  # noqa: E402
 from attribution.tasks import load_task, resolve_spec  # noqa: E402
-from prover.commands import build_served  # noqa: E402
+from prover.served import build_served  # noqa: E402
 from prover.server import start_server  # noqa: E402
+from vattr.cli import main as vattr  # noqa: E402
 from verifier.client import ProverClient, run_audit  # noqa: E402
-from verifier.planner import plan_run  # noqa: E402
-from verifier.receipts import verify_receipt  # noqa: E402
-from verifier.report import check_report, values_path, write_audit_report  # noqa: E402
+from verifier.pricing.receipts import verify_receipt  # noqa: E402
+from verifier.reports.report import check_report, values_path, write_audit_report  # noqa: E402
 
 
 def make_report(out: Path) -> Path:
     task = load_task(resolve_spec("synthetic"))
-    served = build_served(task, "exact", None, "honest")
+    served = build_served(task, "exact", None)
     running = start_server(served, SigningKey.generate(), SerialExecutor(), out / "store")
     try:
         plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)

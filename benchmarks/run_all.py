@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from attribution.bench import bench_retrain
+from vattr.bench import bench_retrain
 
 CASES = [
     # task, models, batch size, reference models timed

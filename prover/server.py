@@ -28,7 +28,8 @@ from attribution.errors import UsageError
 from attribution.execution.executors import Executor
 from attribution.v1 import prover_pb2, prover_pb2_grpc
 from prover.auth import TokenInterceptor, server_credentials
-from prover.service import ProverServicer, ServedTask
+from prover.served import ServedTask
+from prover.service import ProverServicer
 
 log = logging.getLogger("vattr.prover")
 SERVICE_NAME = prover_pb2.DESCRIPTOR.services_by_name["ProverService"].full_name
@@ -132,12 +133,15 @@ def start_server(
     batch_size: int = 256,
     resume: bool = True,
     max_challenges: int = 1_000_000,
+    servicer_factory: Callable[..., ProverServicer] = ProverServicer,
 ) -> RunningServer:
     """Start serving on ``host:port`` (port 0 = a free port); returns the bound port.
 
     With ``resume`` (the default) the undecided sessions saved under ``store_root`` are
     resumed first (:meth:`ProverServicer.restore`): their training jobs continue where a
     crash left them. They can only be resumed under the same Prover key and attribution.
+    ``servicer_factory`` builds the servicer (called like :class:`ProverServicer`); the
+    red-team Provers of ``vattr.redteam`` pass a subclass.
     """
     if tls is None and not is_loopback(host) and not insecure:
         raise UsageError(
@@ -152,7 +156,7 @@ def start_server(
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[("grpc.so_reuseport", 0)],
     )
-    servicer = ProverServicer(
+    servicer = servicer_factory(
         served,
         key,
         executor,

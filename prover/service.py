@@ -36,13 +36,12 @@ from attribution.errors import StoreCorruptError, StoreMismatchError, UsageError
 from attribution.execution import ResultStore, run_plan
 from attribution.execution.executors import Executor
 from attribution.protocol import need
-from attribution.protocol.common import Phase, ProtocolError, TaskInfo, g_values, task_info
+from attribution.protocol.common import Phase, ProtocolError
 from attribution.protocol.messages import MessageError
-from attribution.tasks.runtime import Task
+from attribution.protocol.prover import ProverSession
 from attribution.v1 import common_pb2, prover_pb2, prover_pb2_grpc
-from prover.session import ProverSession
+from prover.served import ServedTask
 from prover.session_file import SESSION_FILE, SessionRecord
-from prover.strategies import EvalContext, Strategy
 
 log = logging.getLogger("vattr.prover")
 FloatArray = npt.NDArray[np.float64]
@@ -84,20 +83,6 @@ class ServerSession:
         if job is not None and not job.finished.is_set():
             return 0.0
         return now - self.last_seen
-
-
-@dataclass(frozen=True)
-class ServedTask:
-    """What this Prover serves: the task, its attribution and (red team) a strategy."""
-
-    task: Task
-    attribution: FloatArray
-    residual_hint: tuple[float, ...]
-    strategy: Strategy
-
-    @property
-    def info(self) -> TaskInfo:
-        return task_info(self.task)
 
 
 class _Paused(Exception):
@@ -167,6 +152,22 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
         self._stopping = threading.Event()
         self._job_threads: list[threading.Thread] = []
 
+    # -- what is committed and streamed ---------------------------------------------------
+    # The honest Prover commits to the f-values it trained and streams exactly what it
+    # committed to. These are the only points where a Prover's content is chosen; the
+    # red-team Provers of ``vattr.redteam`` override them (this package has no such code).
+    def committed_evaluations(self, session: ProverSession, trained: FloatArray) -> FloatArray:
+        """The f-values of E to commit to (``trained``: the job's values, (|E|, outputs))."""
+        return trained
+
+    def streamed_evaluations(self, committed: FloatArray) -> FloatArray:
+        """The f-values streamed after their commitment."""
+        return committed
+
+    def streamed_attribution(self) -> FloatArray:
+        """The attribution streamed after its commitment."""
+        return self.served.attribution
+
     # -- plumbing ------------------------------------------------------------------------
     def stop(self) -> None:
         """Refuse new sessions and pause running jobs at their next block boundary (their
@@ -221,10 +222,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             p_u32=round(t.spec.p * 2**32),
             tolerance=t.tau,
         )
-        strategy = "" if self.served.strategy.kind == "honest" else self.served.strategy.name
-        served = prover_pb2.ServedTask(
-            task=info, residual_hint=list(self.served.residual_hint), red_team_strategy=strategy
-        )
+        served = prover_pb2.ServedTask(task=info, residual_hint=list(self.served.residual_hint))
         return prover_pb2.DescribeTasksResponse(
             tasks=[served], prover_key=self.key.public_key_raw, version=__version__
         )
@@ -553,16 +551,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
             raise _Abort(
                 grpc.StatusCode.FAILED_PRECONDITION, "the training job of E has not finished"
             )
-        values = job.values
-        strategy = self.served.strategy
-        if strategy.corrupts and s.session.plan is not None and s.session.params is not None:
-            plan = s.session.plan
-            masks = plan.masks(range(plan.n_rows))
-            A = self.served.attribution
-            g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
-            values = strategy.evaluations(
-                values, EvalContext(s.session.params, plan.layout, self.served.task.bound, g)
-            )
+        values = self.committed_evaluations(s.session, job.values)
         msg = s.session.commit_evaluations(values)
         s.evaluations = values
         s.evaluations_body = msg.to_bytes()
@@ -593,8 +582,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "the f-values are streamed after their commitment",
             )
-        values = self.served.strategy.stream_evaluations(s.evaluations)
-        yield from self._chunks(values, "evaluations")
+        yield from self._chunks(self.streamed_evaluations(s.evaluations), "evaluations")
 
     def StreamAttribution(
         self, request: prover_pb2.StreamAttributionRequest, context: grpc.ServicerContext
@@ -605,9 +593,7 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "the attribution is streamed after its commitment",
             )
-        yield from self._chunks(
-            self.served.strategy.stream_attribution(self.served.attribution), "attribution"
-        )
+        yield from self._chunks(self.streamed_attribution(), "attribution")
 
     def DeliverVerdict(
         self, request: prover_pb2.DeliverVerdictRequest, context: grpc.ServicerContext

@@ -1,16 +1,16 @@
 """What a Prover saves of each session so that a restarted server resumes it.
 
 One sealed 0600 file per session, ``<store_root>/<session id hex>/session.json``
-(:func:`attribution.private_files.save_private_json`), rewritten atomically after every
+(:func:`attribution.files.save_private_json`), rewritten atomically after every
 step that changes the session. It holds the *inputs* of the session, never derived state:
 the Verifier's OpenSession bytes, the Prover's nonce and public key, SHA-256 of the session
 token (the file never holds the capability itself), the caller's identity, the messages
 committed and received so far, the training job's id, and whether the session is closed
 (decided, or abandoned: evicted after ``session_ttl`` idle; closed sessions are never
-resumed). On restart the session is
-replayed step by step through :class:`prover.session.ProverSession`; Ed25519 signatures are
-deterministic, so every replayed commitment must come out byte-identical to the saved
-one -- if it does not (another key, another attribution), the session is not resumed.
+resumed). On restart the session is replayed step by step through
+:class:`attribution.protocol.prover.ProverSession`; Ed25519 signatures are
+deterministic, so every replayed commitment must come out byte-identical to the saved one
+-- if it does not (another key, another attribution), the session is not resumed.
 The training rows themselves live in the session's resumable result store
 (``<store_root>/<session id hex>/retrain``).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from attribution.errors import StoreCorruptError
-from attribution.private_files import (
+from attribution.files import (
     load_private_json,
     record_from_json,
     record_to_json,

@@ -61,11 +61,11 @@ from attribution.protocol.messages import (
     VerdictMessage,
 )
 from attribution.protocol.params import DeltaSplit, ProtocolParams
+from attribution.protocol.verifier import VerifierSession
 from attribution.v1 import prover_pb2 as pb
 from prover.server import RunningServer, start_server
 from tests.test_service_security import Env, Manual, audit, new_verifier
 from verifier.client import ProverClient
-from verifier.session import VerifierSession
 
 Code = grpc.StatusCode
 SERVICE = pb.DESCRIPTOR.services_by_name["ProverService"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attribution.cli import main
+from vattr.cli import main
 
 TASK = "breast_cancer-logreg"
 

@@ -9,15 +9,16 @@ import pytest
 
 from attribution.execution import SerialExecutor
 from attribution.protocol.common import task_info
+from attribution.protocol.planner import plan_run
+from attribution.protocol.verifier import VerifierSecrets
 from attribution.tasks import load_task, resolve_spec
-from prover.commands import build_served
+from prover.served import build_served
 from prover.server import start_server
-from prover.strategies import parse_strategy
+from vattr.redteam.provers import red_team_prover
+from vattr.redteam.strategies import parse_strategy
+from vattr.simulate import run_keys, run_once
 from verifier.client import ProverClient, run_audit
-from verifier.planner import plan_run
-from verifier.report import check_report, write_audit_report
-from verifier.session import VerifierSecrets
-from verifier.simulate import run_keys, run_once
+from verifier.reports.report import check_report, write_audit_report
 
 
 def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
@@ -33,13 +34,13 @@ def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
         "non-finite": ("REJECT", "malformed"),
     }
     for strategy in expected:
-        served = build_served(task, "exact", None, strategy)
+        served, factory = red_team_prover(task, "exact", None, strategy)
         keys = run_keys(seed=9, run=0)
         simulated = run_once(
             task,
             plan,
             parse_strategy(strategy),
-            build_served(task, "exact", None, "honest").attribution,
+            build_served(task, "exact", None).attribution,
             9,
             0,
         )
@@ -49,6 +50,7 @@ def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
             SerialExecutor(),
             tmp_path / strategy,
             nonce_source=lambda k=keys: k.nonce,
+            servicer_factory=factory,
         )
         try:
             with ProverClient(f"127.0.0.1:{running.port}") as client:
@@ -81,13 +83,13 @@ def test_abandoned_sessions_are_evicted_when_full(tmp_path: Path) -> None:
     """An undecided session idle longer than session_ttl makes room for a new one; an
     active one (within the ttl) does not."""
     from attribution.commitments import SigningKey
+    from attribution.protocol.verifier import VerifierSession
     from attribution.v1 import prover_pb2
-    from verifier.session import VerifierSession
 
     task = load_task(resolve_spec("synthetic"))
     plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
     running = start_server(
-        build_served(task, "exact", None, "honest"),
+        build_served(task, "exact", None),
         SigningKey.generate(),
         SerialExecutor(),
         tmp_path / "s",
@@ -113,7 +115,7 @@ def test_abandoned_sessions_are_evicted_when_full(tmp_path: Path) -> None:
         running.stop(0)
     # a restart on the same store resumes the open session, not the abandoned one
     again = start_server(
-        build_served(task, "exact", None, "honest"),
+        build_served(task, "exact", None),
         running.servicer.key,
         SerialExecutor(),
         tmp_path / "s",

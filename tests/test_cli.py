@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attribution.cli import main
+from vattr.cli import main
 
 
 def test_tasks_json(capsys: pytest.CaptureFixture[str]) -> None:

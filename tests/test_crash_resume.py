@@ -31,20 +31,22 @@ import pytest
 
 from attribution.commitments import SigningKey
 from attribution.errors import StoreCorruptError, UsageError
+from attribution.estimators.sources import compute_attribution, residual_hint
 from attribution.execution import SerialExecutor
-from attribution.private_files import load_private_json, save_private_json
+from attribution.files import load_private_json, save_private_json
 from attribution.protocol.common import task_info
+from attribution.protocol.planner import Plan, plan_run
+from attribution.protocol.verifier import VerifierSecrets
 from attribution.tasks import load_task, resolve_spec
-from prover.attributions import compute_attribution, residual_hint
-from prover.commands import build_served
+from prover.served import build_served
 from prover.server import start_server
 from prover.session_file import SESSION_FILE, SessionRecord
+from vattr.redteam.provers import red_team_served
+from vattr.redteam.strategies import parse_strategy
 from verifier.audit_state import STATE_FILE, AuditState
 from verifier.client import AuditResult, ProverClient, run_audit
-from verifier.planner import Plan, plan_run
-from verifier.session import VerifierSecrets
 
-VATTR = [sys.executable, "-m", "attribution"]
+VATTR = [sys.executable, "-m", "vattr"]
 TASK = "breast_cancer-logreg"
 EPSILON = 0.1  # |E| = 606 challenge rows: a few seconds of training at batch size 4
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -262,7 +264,7 @@ class _Records(logging.Handler):
 
 def test_verifier_sigkill_mid_audit_resumes_without_retraining(tmp_path: Path) -> None:
     task = load_task(resolve_spec(TASK))
-    served = build_served(task, "datamodel", None, "honest")
+    served = build_served(task, "datamodel", None)
     records = _Records()
     logger = logging.getLogger("vattr.prover")
     logger.addHandler(records)
@@ -338,13 +340,13 @@ def test_damaged_or_readable_state_is_refused(tmp_path: Path) -> None:
 
 def test_prover_does_not_resume_a_session_under_another_key(tmp_path: Path) -> None:
     task = load_task(resolve_spec("synthetic"))
-    served = build_served(task, "exact", None, "honest")
+    served = build_served(task, "exact", None)
     store = tmp_path / "store"
     plan = plan_run(task_info(task), 0.2, 0.05, outputs=(0,), hint=0.01)
     first = start_server(served, SigningKey.from_seed(b"a" * 32), SerialExecutor(), store)
     with ProverClient(f"127.0.0.1:{first.port}") as client:
+        from attribution.protocol.verifier import VerifierSession
         from attribution.v1 import prover_pb2
-        from verifier.session import VerifierSession
 
         v = VerifierSession(
             task_info(task), task.digest, plan.params, SigningKey.generate(), task_name="t"
@@ -369,11 +371,11 @@ def test_prover_restarted_after_every_step_keeps_the_session(tmp_path: Path) -> 
     audit (open, commit, reveal, job, commit f-values, streams, verdict): each restart
     resumes the session in the phase it had reached, and the audit ends ACCEPT with the
     same commitments an uninterrupted Prover would have signed (deterministic replay)."""
+    from attribution.protocol.verifier import VerifierSession
     from attribution.v1 import prover_pb2 as pb
-    from verifier.session import VerifierSession
 
     task = load_task(resolve_spec("synthetic"))
-    served = build_served(task, "exact", None, "honest")
+    served = build_served(task, "exact", None)
     key, store = SigningKey.from_seed(b"p" * 32), tmp_path / "store"
     plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
     v = VerifierSession(
@@ -455,23 +457,23 @@ def test_served_attribution_is_cached_in_the_store(
     """``vattr serve --store`` keeps what it serves, so a restart serves the very matrix its
     sessions committed to without recomputing it; another strategy or a damaged cache is
     recomputed."""
-    import prover.attributions
+    import prover.served
 
     task = load_task(resolve_spec("synthetic"))
     cache = tmp_path / "served-attribution.npz"
-    first = build_served(task, None, None, "honest", cache)
+    first = build_served(task, None, None, cache)
     assert cache.exists()
 
     def no_recompute(*args: Any) -> Any:
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(prover.attributions, "compute_attribution", no_recompute)
-    again = build_served(task, None, None, "honest", cache)
+    monkeypatch.setattr(prover.served, "compute_attribution", no_recompute)
+    again = build_served(task, None, None, cache)
     assert np.array_equal(again.attribution, first.attribution)
     assert again.residual_hint == first.residual_hint
     with pytest.raises(AssertionError, match="recomputed"):
-        build_served(task, None, None, "scale:0.5", cache)
+        red_team_served(task, None, None, parse_strategy("scale:0.5"), cache)
     monkeypatch.undo()
     cache.write_bytes(cache.read_bytes()[:100])  # damaged: recomputed, not used
-    fresh = build_served(task, None, None, "honest", cache)
+    fresh = build_served(task, None, None, cache)
     assert np.array_equal(fresh.attribution, first.attribution)

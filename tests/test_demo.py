@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution.cli import main
-from verifier.report import check_report
+from vattr.cli import main
+from verifier.reports.report import check_report
 
 
 @pytest.mark.slow

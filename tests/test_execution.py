@@ -25,7 +25,7 @@ from attribution.execution import (
 )
 from attribution.tasks import load_task, resolve_spec
 
-VATTR = [sys.executable, "-m", "attribution"]
+VATTR = [sys.executable, "-m", "vattr"]
 
 
 def _open(path: Path, task_name: str = "breast_cancer-logreg", count: int = 40, p: float = 0.5):

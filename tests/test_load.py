@@ -16,17 +16,17 @@ import pytest
 from attribution.commitments import SigningKey
 from attribution.execution import SerialExecutor
 from attribution.protocol.common import task_info
+from attribution.protocol.planner import plan_run
 from attribution.tasks import load_task, resolve_spec
-from prover.commands import build_served
+from prover.served import build_served
 from prover.server import start_server
 from verifier.client import ProverClient, run_audit
-from verifier.planner import plan_run
 
 
 @pytest.mark.timeout(300)
 def test_sixteen_concurrent_audits(tmp_path: Path) -> None:
     task = load_task(resolve_spec("synthetic"))
-    honest = build_served(task, "exact", None, "honest")
+    honest = build_served(task, "exact", None)
     running = start_server(honest, SigningKey.generate(), SerialExecutor(), tmp_path / "store")
     plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
     target = f"127.0.0.1:{running.port}"
@@ -89,12 +89,12 @@ def test_clients_hanging_up_mid_stream_leak_nothing(tmp_path: Path) -> None:
     import grpc
     import numpy as np
 
+    from attribution.protocol.prover import ProverSession
     from attribution.v1 import prover_pb2
     from prover.service import ServerSession
-    from prover.session import ProverSession
 
     task = load_task(resolve_spec("synthetic"))
-    served = build_served(task, "exact", None, "honest")
+    served = build_served(task, "exact", None)
     key = SigningKey.generate()
     running = start_server(served, key, SerialExecutor(), tmp_path / "store")
     values = np.linspace(-1, 1, 1_000_000).reshape(-1, 1)

@@ -23,17 +23,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from attribution.cli import main
 from attribution.errors import UsageError
 from attribution.execution import SerialExecutor
 from attribution.protocol.common import task_info
+from attribution.protocol.planner import plan_run
+from attribution.protocol.verifier import VerifierSecrets
 from attribution.tasks import load_task, resolve_spec
 from attribution.tasks.runtime import OracleTask
-from prover.commands import build_served
 from prover.server import start_server
+from vattr.cli import main
+from vattr.redteam.provers import red_team_prover
+from vattr.simulate import run_keys
 from verifier.client import ProverClient, run_audit
-from verifier.planner import plan_run
-from verifier.pricing import (
+from verifier.pricing.payouts import (
     compute_payouts,
     format_money,
     largest_remainder,
@@ -42,10 +44,8 @@ from verifier.pricing import (
     parse_budget,
     parse_weights,
 )
-from verifier.receipts import payout_digest, receipt_bytes, verify_receipt
-from verifier.report import write_audit_report
-from verifier.session import VerifierSecrets
-from verifier.simulate import run_keys
+from verifier.pricing.receipts import payout_digest, receipt_bytes, verify_receipt
+from verifier.reports.report import write_audit_report
 
 N_POINTS = 100
 KINDS = {"accept": ("honest", 0.2, "ACCEPT", 3), "reject": ("scale:-1", 0.1, "REJECT", 4)}
@@ -56,12 +56,14 @@ def _audit(out: Path, name: str) -> Path:
     task = load_task(resolve_spec("synthetic", [f"data.synthetic.n={N_POINTS}"]))
     assert isinstance(task, OracleTask)
     keys = run_keys(seed=seed, run=0)
+    served, factory = red_team_prover(task, "exact", None, strategy)
     running = start_server(
-        build_served(task, "exact", None, strategy),
+        served,
         keys.prover_key,
         SerialExecutor(),
         out / f"{name}-store",
         nonce_source=lambda: keys.nonce,
+        servicer_factory=factory,
     )
     try:
         plan = plan_run(task_info(task), epsilon, 0.05, hint=task.oracle.exact().B_ge2)

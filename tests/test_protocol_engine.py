@@ -19,14 +19,14 @@ import pytest
 from attribution.commitments import SigningKey
 from attribution.protocol.common import ProtocolError, TaskInfo, task_info
 from attribution.protocol.messages import MessageError, SessionOpened
+from attribution.protocol.planner import plan_run
+from attribution.protocol.prover import ProverSession
+from attribution.protocol.verifier import VerifierSecrets, VerifierSession
 from attribution.stats import log_log_slope
 from attribution.tasks import load_task, resolve_spec
-from prover.session import ProverSession
-from prover.strategies import parse_strategy
-from verifier.commands import claimed_mse, honest_attribution
-from verifier.planner import plan_run
-from verifier.session import VerifierSecrets, VerifierSession
-from verifier.simulate import run_once, simulate
+from vattr.commands.audit import claimed_mse, honest_attribution
+from vattr.redteam.strategies import parse_strategy
+from vattr.simulate import run_once, simulate
 
 
 @pytest.fixture(scope="module")

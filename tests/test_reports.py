@@ -22,20 +22,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from attribution.cli import main
 from attribution.commitments import SigningKey, load_private_key
 from attribution.errors import UsageError
 from attribution.execution import SerialExecutor
+from attribution.protocol.certificate import certificate_digest, field_hashes
 from attribution.protocol.common import task_info
 from attribution.protocol.messages import VerdictMessage, decode
+from attribution.protocol.planner import plan_run
 from attribution.tasks import load_task, resolve_spec
 from attribution.tasks.runtime import OracleTask
-from prover.commands import build_served
 from prover.server import start_server
-from verifier.certificate import certificate_digest, field_hashes
+from vattr.cli import main
+from vattr.redteam.provers import red_team_prover
 from verifier.client import ProverClient, run_audit
-from verifier.planner import plan_run
-from verifier.report import check_report, values_path, write_audit_report
+from verifier.reports.report import check_report, values_path, write_audit_report
 
 DELTA = 0.05
 # kind: (strategy, epsilon, expected verdict). Measured with `vattr simulate` (200 runs
@@ -50,8 +50,14 @@ def _audit(out: Path, name: str, strategy: str, epsilon: float) -> Path:
     out.mkdir(parents=True)
     task = load_task(resolve_spec("synthetic"))
     assert isinstance(task, OracleTask)
-    served = build_served(task, "exact", None, strategy)
-    running = start_server(served, SigningKey.generate(), SerialExecutor(), out / f"{name}-store")
+    served, factory = red_team_prover(task, "exact", None, strategy)
+    running = start_server(
+        served,
+        SigningKey.generate(),
+        SerialExecutor(),
+        out / f"{name}-store",
+        servicer_factory=factory,
+    )
     try:
         plan = plan_run(task_info(task), epsilon, DELTA, hint=task.oracle.exact().B_ge2)
         with ProverClient(f"127.0.0.1:{running.port}") as client:

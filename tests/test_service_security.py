@@ -4,7 +4,7 @@ Every server binds 127.0.0.1 on port 0 (except the one ``vattr serve --host 0.0.
 --insecure`` case, which must bind a non-loopback address) and is stopped in teardown.
 Clients are the production :class:`verifier.client.ProverClient`; status codes are read
 from the ``grpc.RpcError`` behind its :class:`TransportError`. Protocol messages for the
-out-of-order cases come from a hand-driven :class:`verifier.session.VerifierSession`.
+out-of-order cases come from a hand-driven :class:`attribution.protocol.verifier.VerifierSession`.
 """
 
 from __future__ import annotations
@@ -28,25 +28,26 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from attribution.cli import main as vattr_main
 from attribution.commitments import SigningKey
 from attribution.execution import SerialExecutor
 from attribution.execution.executors import Block, BlockResult, Executor
 from attribution.execution.plan import SubsetPlan
 from attribution.protocol.common import task_info
 from attribution.protocol.messages import ChallengeReveal
+from attribution.protocol.planner import Plan, plan_run
+from attribution.protocol.verifier import VerifierSession
 from attribution.tasks import load_task, resolve_spec
 from attribution.tasks.runtime import OracleTask, Task
 from attribution.tasks.spec import TaskSpec
 from attribution.v1 import prover_pb2 as pb
 from attribution.v1 import prover_pb2_grpc
-from prover.commands import build_served
+from prover.served import ServedTask, build_served
 from prover.server import SERVICE_NAME, RunningServer, TLSConfig, start_server
-from prover.service import ServedTask
+from prover.service import ProverServicer
 from tests.tls_helpers import PKI, WRONG_HOST, CertFiles, make_pki
+from vattr.cli import main as vattr_main
+from vattr.redteam.provers import red_team_prover
 from verifier.client import AuditResult, ClientTLS, ProverClient, TransportError, run_audit
-from verifier.planner import Plan, plan_run
-from verifier.session import VerifierSession
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,6 +65,7 @@ class Env:
     task: Task
     honest: ServedTask
     red_team: ServedTask
+    red_team_factory: Callable[..., ProverServicer]
     plan: Plan
     hint: float  # the synthetic oracle's B_>=2 (the honest residual), for planning
 
@@ -78,10 +80,12 @@ def build_env() -> Env:
     task = load_task(resolve_spec("synthetic"))
     assert isinstance(task, OracleTask)
     hint = task.oracle.exact().B_ge2
+    red_team, red_team_factory = red_team_prover(task, "exact", None, "scale:0.5")
     return Env(
         task=task,
-        honest=build_served(task, "exact", None, "honest"),
-        red_team=build_served(task, "exact", None, "scale:0.5"),
+        honest=build_served(task, "exact", None),
+        red_team=red_team,
+        red_team_factory=red_team_factory,
         plan=plan_run(task_info(task), 0.2, 0.05, hint=hint),
         hint=hint,
     )
@@ -593,10 +597,9 @@ def test_red_team_prover_is_rejected_over_grpc(
     sized at eps = 0.05, where the lower confidence bound (~0.064) clears eps/2 by ~4
     standard errors."""
     plan = plan_run(task_info(env.task), 0.05, 0.05, hint=env.hint)
-    running = serve(env.red_team)
+    running = serve(env.red_team, servicer_factory=env.red_team_factory)
     with ProverClient(target(running)) as c:
         res = audit(c, env, tmp_path, plan)
-    assert res.red_team == "scale:0.5"  # announced in DescribeTasks
     assert (res.outcome.verdict, res.outcome.reason) == ("REJECT", "mse_gap"), res.outcome
 
 
@@ -616,7 +619,7 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def vattr(*args: str) -> list[str]:
-    return [sys.executable, "-m", "attribution", *args]
+    return [sys.executable, "-m", "vattr", *args]
 
 
 def start_vattr_serve(

@@ -96,7 +96,7 @@ def start_prover(
 ) -> ProverProcess:
     env = {k: v for k, v in os.environ.items() if k not in GRPC_ENV}
     env.update(extra_env)
-    cmd = [sys.executable, "-m", "attribution", "serve", "--task", "synthetic", "--port", "0"]
+    cmd = [sys.executable, "-m", "vattr", "serve", "--task", "synthetic", "--port", "0"]
     cmd += ["--executor", "serial", "--store", str(store), *args]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -298,7 +298,7 @@ def audit_without_client_certificate(
     """``vattr audit`` against the mutual-TLS Prover without a client certificate."""
     report = tmp_path_factory.mktemp("audit") / "report.json"
     env = {k: v for k, v in os.environ.items() if k not in GRPC_ENV}
-    cmd = [sys.executable, "-m", "attribution", "audit", "--task", "synthetic"]
+    cmd = [sys.executable, "-m", "vattr", "audit", "--task", "synthetic"]
     cmd += ["--prover", f"127.0.0.1:{provers['mtls'].port}", "--epsilon", "0.2"]
     cmd += ["--tls-ca", str(pki.ca.cert_path), "--timeout", "2", "--quiet"]
     cmd += ["--executor", "serial", "--report", str(report)]

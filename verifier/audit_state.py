@@ -1,7 +1,7 @@
 """What a Verifier saves during an audit so that a killed audit resumes where it stopped.
 
 One sealed 0600 file, ``<work dir>/audit-state.json``
-(:func:`attribution.private_files.save_private_json`), rewritten atomically after each
+(:func:`attribution.files.save_private_json`), rewritten atomically after each
 answer of the Prover. It holds the audit's *secrets* -- the seeds and salts of E, C and M
 (C and M stay secret until the verdict) and the session token -- which is why it is
 readable only by its owner and is refused when its permissions are wider. Everything
@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from attribution.errors import StoreCorruptError, UsageError
-from attribution.private_files import (
+from attribution.files import (
     load_private_json,
     record_from_json,
     record_to_json,
     save_private_json,
 )
 from attribution.protocol.params import ProtocolParams
-from verifier.session import VerifierSecrets
+from attribution.protocol.verifier import VerifierSecrets
 
 STATE_FILE = "audit-state.json"
 FORMAT = "vattr-audit-state/1"

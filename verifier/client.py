@@ -34,11 +34,11 @@ from attribution.execution import ResultStore, make_executor, run_plan
 from attribution.execution.plan import RowSubset
 from attribution.progress import Progress
 from attribution.protocol.common import TaskInfo, task_info
+from attribution.protocol.planner import Plan
+from attribution.protocol.verifier import Outcome, VerifierSecrets, VerifierSession
 from attribution.tasks.runtime import Task
 from attribution.v1 import prover_pb2, prover_pb2_grpc
 from verifier.audit_state import AuditState
-from verifier.planner import Plan
-from verifier.session import Outcome, VerifierSecrets, VerifierSession
 from verifier.transport_errors import EXPIRED, HOSTNAME, SERVER_NOT_TLS, UNTRUSTED, explain
 
 FloatArray = npt.NDArray[np.float64]
@@ -196,7 +196,6 @@ class AuditResult:
     spot_values: FloatArray
     mse_values: FloatArray | None
     prover_key: bytes
-    red_team: str
 
 
 def _train_local(
@@ -440,5 +439,4 @@ def run_audit(
         spot,
         mse,
         bytes(desc.prover_key),
-        served.red_team_strategy,
     )

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from attribution.commitments.canonical import domain_tag
 from attribution.errors import UsageError
-from attribution.private_files import PRIVATE_FILE_MODE, read_private_file, write_private_file
+from attribution.files import PRIVATE_FILE_MODE, read_private_file, write_private_file
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -154,7 +154,7 @@ def save_private_key(
     overwrite: bool = False,
 ) -> None:
     """Write ``key`` as PKCS#8 PEM to ``path`` with mode 0600, atomically
-    (:func:`attribution.private_files.write_private_file`: never readable by group or
+    (:func:`attribution.files.write_private_file`: never readable by group or
     others, not even briefly). An existing ``path`` is kept (``UsageError``) unless
     ``overwrite=True``; then it is replaced atomically.
     """

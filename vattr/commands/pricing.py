@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attribution.errors import UsageError
-from verifier.pricing import (
+from verifier.pricing.payouts import (
     DEFAULT_RULE,
     RULES,
     LoadedReport,
@@ -161,7 +161,7 @@ def cmd_price(args: argparse.Namespace) -> int:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    from verifier.receipts import disclosure, make_receipt, receipt_bytes, verify_receipt
+    from verifier.pricing.receipts import disclosure, make_receipt, receipt_bytes, verify_receipt
 
     target = args.target
     if target[0] == "verify" and len(target) == 2:
@@ -242,7 +242,7 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from verifier.html_report import render_report
+    from verifier.render.html_report import render_report
 
     try:
         loaded = open_report(args.report, force=args.force, need_accept=args.budget is not None)
@@ -260,7 +260,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from verifier.compare import compare_html, compare_reports, compare_text
+    from verifier.pricing.compare import compare_html, compare_reports, compare_text
 
     try:
         a = open_report(args.report_a, need_accept=False)

@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.cli_args import add_task_args
 from attribution.errors import UsageError
 from attribution.estimators.files import (
     FORMAT,
     load_attribution_file,
     write_attribution_file,
 )
+from vattr.cli_args import add_task_args
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

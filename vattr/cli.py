@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from attribution import __version__
-from attribution.cli_args import add_task_args
 from attribution.errors import StoreCorruptError, UsageError
+from vattr.cli_args import add_task_args
+from vattr.commands import attribute, audit, pricing, serve
 
 EXIT_OK, EXIT_REJECT, EXIT_USAGE, EXIT_PROTOCOL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 
@@ -61,25 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--solver", default="newton-cholesky", help="scikit-learn reference solver")
     b.add_argument("--json", action="store_true")
 
-    for module in _role_modules():
+    for module in (audit, pricing, serve, attribute):
         module.register(sub)
     return parser
-
-
-# The roles add their subcommands (simulate, serve, audit, ...) through a ``register``
-# hook, so the core library never imports prover/ or verifier/ statically.
-COMMAND_MODULES = (
-    "verifier.commands",
-    "verifier.pricing_commands",
-    "prover.commands",
-    "attribution.estimators.commands",
-)
-
-
-def _role_modules() -> list[Any]:
-    import importlib
-
-    return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
 def _default_batch(task_trainer: str) -> int:
@@ -165,7 +150,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from attribution.bench import bench_retrain
+    from vattr.bench import bench_retrain
 
     result = bench_retrain(
         args.task,

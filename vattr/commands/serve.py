@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -12,11 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from attribution.cli_args import add_task_args
 from attribution.commitments import load_or_create_key, load_private_key
 from attribution.errors import UsageError
+from vattr.cli_args import add_task_args
 
 
 def register(sub: Any) -> None:
@@ -74,61 +70,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_serve)
 
 
-def build_served(
-    task: Any,
-    method: str | None,
-    attributions: Path | None,
-    strategy_text: str,
-    cache: Path | None = None,
-) -> Any:
-    """What ``vattr serve`` serves: the attribution (computed, or loaded from a file), what
-    a red-team strategy makes of it, and the residual hint.
-
-    With ``cache`` (``vattr serve --store``: ``STORE/served-attribution.npz``) the result is
-    saved, keyed by the task digest, the method, the attribution file's SHA-256 and the
-    strategy, and reused by a restart with the same key: sessions committed to it can be
-    resumed even when recomputing would be slow or not bit-reproducible.
-    """
-    from attribution.tasks.runtime import OracleTask
-    from prover.attributions import compute_attribution, load_attribution, residual_hint
-    from prover.service import ServedTask
-    from prover.strategies import parse_strategy
-
-    strategy = parse_strategy(strategy_text)
-    method = method or ("exact" if isinstance(task, OracleTask) else "datamodel")
-    key = _served_key(task, method, attributions, strategy_text)
-    log = logging.getLogger("vattr.prover")
-    if cache is not None and cache.exists():
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    log.info("served attribution from %s", cache)
-                    hint = tuple(float(h) for h in z["hint"])
-                    return ServedTask(task, np.array(z["A"], dtype=np.float64), hint, strategy)
-        except Exception as exc:  # a damaged cache is recomputed, never trusted
-            log.warning("ignoring unreadable %s: %s", cache, exc)
-    if attributions is not None:
-        honest = load_attribution(task, attributions)
-    else:
-        honest = compute_attribution(task, method)
-    A = strategy.attribution(honest, task.spec.p)
-    served = ServedTask(task, A, residual_hint(task, A), strategy)
-    if cache is not None:
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, key=np.array(key), A=A, hint=np.array(served.residual_hint))
-        os.replace(tmp, cache)
-    return served
-
-
-def _served_key(task: Any, method: str, attributions: Path | None, strategy: str) -> str:
-    source = (
-        "file:" + hashlib.sha256(attributions.read_bytes()).hexdigest()
-        if attributions is not None
-        else "method:" + method
-    )
-    return json.dumps([task.digest.hex(), source, strategy])
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     # gRPC logs failed TLS handshakes (plaintext clients, refused client certificates) at
     # INFO; keep them visible to the operator unless the environment says otherwise. This
@@ -143,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         start_server,
         wait_for_termination,
     )
+    from vattr.redteam.provers import red_team_prover
 
     logging.basicConfig(
         level=logging.INFO,
@@ -165,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = args.store or Path(tempfile.mkdtemp(prefix="vattr-prover-"))
     store.mkdir(parents=True, exist_ok=True)
     cache = store / "served-attribution.npz" if args.store else None
-    served = build_served(task, args.method, args.attributions, args.strategy, cache)
+    served, factory = red_team_prover(task, args.method, args.attributions, args.strategy, cache)
     # the default key lives in the store, so that a restart can resume its sessions
     key = load_private_key(args.key) if args.key else load_or_create_key(store / "prover-key.pem")
     executor = make_executor(args.executor, workers=args.workers)
@@ -185,6 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_sessions_per_client=args.max_sessions_per_client,
             batch_size=args.batch_size,
             max_challenges=args.max_challenges,
+            servicer_factory=factory,
         )
         print(
             f"serving {task.spec.name} on {args.host}:{running.port} "

@@ -2,7 +2,7 @@
 
 Accuracy budget. For an honest Prover with err <= eta the Verifier accepts when the upper
 confidence bound ``err_hat + w + bias + corruption + tolerance <= eps`` (see
-:mod:`verifier.decision`), and ``err_hat <= eta + w`` with high probability, so the
+:mod:`attribution.protocol.decision`), and ``err_hat <= eta + w`` with high probability, so the
 planner sizes the run for ``2 w + bias + corruption + tolerance <= eps - eta`` with the
 shares ``2 w: 50 %``, ``bias: 20 %``, ``corruption: 20 %``, ``tolerance: <= 5 %``
 (5 % slack).

@@ -466,7 +466,7 @@ def open_report(path: Path, *, force: bool = False, need_accept: bool = True) ->
     """``check_report`` then load; refuses (``ReportRefused``) a report that fails the
     check, and a non-ACCEPT one when ``need_accept`` and not ``force`` (with ``force`` a
     warning is returned, to be printed *inside* the output)."""
-    from verifier.report import check_report
+    from verifier.reports.report import check_report
 
     res = check_report(path)
     if not res.ok:

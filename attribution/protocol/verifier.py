@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
 from attribution.protocol import need
+from attribution.protocol.certificate import certificate_digest, field_hashes, values_digest
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan, MsePlan, spot_check_rows
 from attribution.protocol.common import (
     Phase,
@@ -45,6 +46,7 @@ from attribution.protocol.common import (
     session_id_for,
     u64be,
 )
+from attribution.protocol.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, prescreen
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
     AttributionCommitment,
@@ -57,8 +59,6 @@ from attribution.protocol.messages import (
 )
 from attribution.protocol.params import ProtocolParams
 from attribution.subsets import bind_digest, prob_to_u32, xof
-from verifier.certificate import certificate_digest, field_hashes, values_digest
-from verifier.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, prescreen
 
 FloatArray = npt.NDArray[np.float64]
 

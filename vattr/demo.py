@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from attribution.commitments import SigningKey
+from attribution.estimators.sources import compute_attribution, residual_hint
 from attribution.execution.executors import ProcessExecutor
 from attribution.protocol.common import task_info
+from attribution.protocol.planner import plan_run
 from attribution.tasks import load_task, resolve_spec
-from prover.attributions import compute_attribution, residual_hint
+from prover.served import ServedTask
 from prover.server import start_server
-from prover.service import ServedTask
-from prover.strategies import parse_strategy
+from vattr.redteam.provers import servicer_factory
+from vattr.redteam.strategies import parse_strategy
 from verifier.client import ProverClient, run_audit
-from verifier.planner import plan_run
-from verifier.report import check_report, write_audit_report
+from verifier.reports.report import check_report, write_audit_report
 
 TASK, EPSILON, DELTA = "breast_cancer-logreg", 0.03, 0.05
 
@@ -55,8 +56,14 @@ def run_demo(out: Path, quiet: bool = False) -> dict[str, Any]:
         for name, strategy_text in (("honest", "honest"), ("cheating", "scale:0.5")):
             strategy = parse_strategy(strategy_text)
             A = strategy.attribution(honest, task.spec.p)
-            served = ServedTask(task, A, residual_hint(task, A), strategy)
-            running = start_server(served, SigningKey.generate(), executor, out / f"{name}-store")
+            served = ServedTask(task, A, residual_hint(task, A))
+            running = start_server(
+                served,
+                SigningKey.generate(),
+                executor,
+                out / f"{name}-store",
+                servicer_factory=servicer_factory(strategy),
+            )
             servers.append(running)
             target = f"127.0.0.1:{running.port}"
             say(f"\n{name} Prover ({strategy_text}) listening on {target}")
@@ -75,7 +82,7 @@ def run_demo(out: Path, quiet: bool = False) -> dict[str, Any]:
                 out / f"{name}.json",
                 result,
                 TASK,
-                {"prover": {"target": target, "red_team": result.red_team}},
+                {"prover": {"target": target, "red_team": strategy.name}},
             )
             check = check_report(path)
             o = result.outcome

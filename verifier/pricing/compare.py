@@ -26,14 +26,14 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.errors import UsageError
-from verifier.html_report import banner, figure_html, new_figure, page, svg_of
-from verifier.pricing import (
+from verifier.pricing.payouts import (
     DEFAULT_RULE,
     LoadedReport,
     attribution_radius,
     compute_payouts,
     format_money,
 )
+from verifier.render.html_report import banner, figure_html, new_figure, page, svg_of
 
 FloatArray = npt.NDArray[np.float64]
 

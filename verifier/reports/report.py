@@ -2,7 +2,7 @@
 
 A report is ``REPORT.json`` plus ``REPORT.values.npz`` (the attribution, the f-values of
 E, the Verifier's spot-check and MSE values). The JSON holds the certificate, its
-per-field hashes (:mod:`verifier.certificate`), the Verifier's signed verdict message,
+per-field hashes (:mod:`attribution.protocol.certificate`), the Verifier's signed verdict message,
 and the full transcript log (every protocol message as sent). Everything a checker needs
 is inside: the Verifier's secret seeds are revealed in the certificate, so any party can
 re-derive E, C and M and recompute the decision.
@@ -36,6 +36,7 @@ import numpy.typing as npt
 from attribution.commitments import SigningKey, Transcript, vector_root, verify
 from attribution.commitments.errors import TranscriptError
 from attribution.errors import UsageError
+from attribution.protocol.certificate import certificate_digest, changed_fields, values_digest
 from attribution.protocol.common import Phase, TaskInfo, seed_commitment, u64be
 from attribution.protocol.messages import (
     AttributionCommitment,
@@ -47,8 +48,7 @@ from attribution.protocol.messages import (
     decode,
 )
 from attribution.protocol.params import ProtocolParams
-from verifier.certificate import certificate_digest, changed_fields, values_digest
-from verifier.session import Outcome, VerifierSecrets, VerifierSession
+from attribution.protocol.verifier import Outcome, VerifierSecrets, VerifierSession
 
 FloatArray = npt.NDArray[np.float64]
 FORMAT = "vattr-report/1"

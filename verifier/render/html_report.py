@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from attribution import __version__
 from attribution.commitments import Transcript, fingerprint
-from verifier.pricing import LoadedReport, Pricing, format_money
+from verifier.pricing.payouts import LoadedReport, Pricing, format_money
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -253,7 +253,7 @@ def spot_figure(diffs: FloatArray, tau: float) -> str:
 def spot_differences(loaded: LoadedReport) -> FloatArray | None:
     """|retrained - Prover's| for every spot-checked value (C re-derived from the revealed
     seed), or ``None`` when it cannot be re-derived (e.g. no f-values)."""
-    from verifier.report import replay_session
+    from verifier.reports.report import replay_session
 
     cert, values = loaded.certificate, loaded.values
     try:

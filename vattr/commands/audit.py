@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.cli_args import add_task_args
 from attribution.errors import UsageError
 from attribution.protocol.params import ESTIMATORS, PRESETS
+from vattr.cli_args import add_task_args
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -179,10 +179,10 @@ def _outputs(text: str | None, task: Any) -> tuple[int, ...]:
 
 def honest_attribution(task: Any, how: str | None) -> FloatArray:
     """The honest Prover's attribution matrix (T, 1 + N): what ``vattr serve`` would serve
-    (:func:`prover.attributions.compute_attribution`); by default the exact optimum on the
-    synthetic task and a least-squares datamodel otherwise."""
+    (:func:`attribution.estimators.sources.compute_attribution`); by default the exact
+    optimum on the synthetic task and a least-squares datamodel otherwise."""
+    from attribution.estimators.sources import compute_attribution
     from attribution.tasks.runtime import OracleTask
-    from prover.attributions import compute_attribution
 
     default = "exact" if isinstance(task, OracleTask) else "datamodel"
     return compute_attribution(task, how or default)
@@ -190,8 +190,8 @@ def honest_attribution(task: Any, how: str | None) -> FloatArray:
 
 def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 2000) -> FloatArray:
     """What a Prover claims as its MSE for the naive baseline: its own residual estimate
-    (:func:`prover.attributions.residual_hint`; exact on the synthetic oracle)."""
-    from prover.attributions import residual_hint
+    (:func:`attribution.estimators.sources.residual_hint`; exact on the synthetic oracle)."""
+    from attribution.estimators.sources import residual_hint
 
     return np.asarray(residual_hint(task, A, runs), dtype=np.float64)[list(outputs)]
 
@@ -199,11 +199,11 @@ def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from attribution.progress import Progress
     from attribution.protocol.common import task_info
+    from attribution.protocol.planner import plan_run
     from attribution.tasks import load_task, resolve_spec
     from attribution.tasks.runtime import OracleTask
-    from prover.strategies import parse_strategy
-    from verifier.planner import plan_run
-    from verifier.simulate import simulate
+    from vattr.redteam.strategies import parse_strategy
+    from vattr.simulate import simulate
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
@@ -301,11 +301,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from attribution.commitments import load_or_create_key, load_private_key
     from attribution.protocol.common import ProtocolError, task_info
     from attribution.protocol.messages import MessageError
+    from attribution.protocol.planner import plan_run
     from attribution.tasks import load_task, resolve_spec
     from verifier.audit_state import AuditState
     from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
-    from verifier.planner import plan_run
-    from verifier.report import write_audit_report
+    from verifier.reports.report import write_audit_report
 
     task = load_task(resolve_spec(args.task, args.overrides))
     outputs = _outputs(args.outputs, task)
@@ -370,7 +370,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         args.report,
         result,
         task.spec.name,
-        {"prover": {"target": args.prover, "red_team": result.red_team}},
+        {"prover": {"target": args.prover}},
     )
     out = result.outcome
     summary = {
@@ -389,7 +389,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from verifier.report import check_report
+    from verifier.reports.report import check_report
 
     res = check_report(args.report, replay=args.replay, retrain=args.retrain)
     if args.json:
@@ -429,7 +429,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from verifier.demo import run_demo
+    from vattr.demo import run_demo
 
     out = args.out or Path(tempfile.mkdtemp(prefix="vattr-demo-"))
     result = run_demo(out, quiet=args.json)

@@ -20,14 +20,14 @@ import numpy.typing as npt
 from attribution.commitments import SigningKey
 from attribution.protocol.challenges import ChallengePlan, MsePlan
 from attribution.protocol.common import g_values, task_info
+from attribution.protocol.decision import ACCEPT
+from attribution.protocol.planner import Plan
+from attribution.protocol.prover import ProverSession
+from attribution.protocol.verifier import Outcome, VerifierSecrets, VerifierSession
 from attribution.stats import clopper_pearson
 from attribution.subsets import xof
 from attribution.tasks.runtime import OracleTask, Task
-from prover.session import ProverSession
-from prover.strategies import EvalContext, Strategy
-from verifier.decision import ACCEPT
-from verifier.planner import Plan
-from verifier.session import Outcome, VerifierSecrets, VerifierSession
+from vattr.redteam.strategies import EvalContext, Strategy
 
 FloatArray = npt.NDArray[np.float64]
 

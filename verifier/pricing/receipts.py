@@ -86,10 +86,10 @@ from attribution.commitments import (
 )
 from attribution.commitments.errors import VerificationError
 from attribution.errors import UsageError
+from attribution.protocol.certificate import canonical, certificate_digest, flatten
 from attribution.protocol.common import u64be
 from attribution.protocol.messages import AttributionCommitment, VerdictMessage, decode
-from verifier.certificate import canonical, certificate_digest, flatten
-from verifier.pricing import LoadedReport, Pricing
+from verifier.pricing.payouts import LoadedReport, Pricing
 
 FORMAT = "vattr-receipt/1"
 CERT_FIELDS = (
@@ -485,7 +485,7 @@ def _check_payout(obj: dict[str, Any], opened: dict[int, float], res: ReceiptChe
     if pay["sha256"] != payout_digest(obj, pay):
         res.fail("payout.sha256", "the payout block was altered (integrity digest)")
         return
-    from verifier.pricing import DEFAULT_RULE, RULES, format_money
+    from verifier.pricing.payouts import DEFAULT_RULE, RULES, format_money
 
     budget, cents = _int(pay, "budget_cents"), _int(pay, "payout_cents")
     rule = pay["rule"]
@@ -538,7 +538,7 @@ def _check_payout(obj: dict[str, Any], opened: dict[int, float], res: ReceiptChe
 
 def _against_report(obj: dict[str, Any], report: Path, res: ReceiptCheck) -> None:
     """With the full report: same session and root, and the same payout re-priced."""
-    from verifier.pricing import ReportRefused, compute_payouts, open_report
+    from verifier.pricing.payouts import ReportRefused, compute_payouts, open_report
 
     try:
         loaded = open_report(report, need_accept=False)

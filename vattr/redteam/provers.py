@@ -1,0 +1,87 @@
+"""Red-team Provers over gRPC: the honest :class:`prover.service.ProverServicer` wrapped
+so that it commits and streams what a :class:`~vattr.redteam.strategies.Strategy` makes
+of the honest values. Used by ``vattr serve --strategy``, the demo and the tests; the
+production Prover package contains none of this.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.protocol.common import g_values
+from attribution.protocol.prover import ProverSession
+from attribution.tasks.runtime import Task
+from prover.served import ServedTask, build_served
+from prover.service import ProverServicer
+from vattr.redteam.strategies import EvalContext, Strategy, parse_strategy
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class RedTeamServicer(ProverServicer):
+    """A Prover that follows ``strategy``: the attribution it serves was already altered
+    by :func:`red_team_served`; here the committed and streamed vectors are altered."""
+
+    def __init__(self, *args: Any, strategy: Strategy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.strategy = strategy
+
+    def committed_evaluations(self, session: ProverSession, trained: FloatArray) -> FloatArray:
+        plan, params = session.plan, session.params
+        if not self.strategy.corrupts or plan is None or params is None:
+            return trained
+        masks = plan.masks(range(plan.n_rows))
+        A = self.served.attribution
+        g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
+        ctx = EvalContext(params, plan.layout, self.served.task.bound, g)
+        return self.strategy.evaluations(trained, ctx)
+
+    def streamed_evaluations(self, committed: FloatArray) -> FloatArray:
+        return self.strategy.stream_evaluations(committed)
+
+    def streamed_attribution(self) -> FloatArray:
+        return self.strategy.stream_attribution(self.served.attribution)
+
+
+def red_team_served(
+    task: Task,
+    method: str | None,
+    attributions: Path | None,
+    strategy: Strategy,
+    cache: Path | None = None,
+) -> ServedTask:
+    """What a Prover following ``strategy`` commits to (cached under the strategy's name)."""
+    return build_served(
+        task,
+        method,
+        attributions,
+        cache,
+        variant=strategy.name,
+        transform=lambda A: strategy.attribution(A, task.spec.p),
+    )
+
+
+def servicer_factory(strategy: Strategy) -> Callable[..., ProverServicer]:
+    """The servicer for ``strategy`` (the plain honest one for ``honest``)."""
+    if strategy.kind == "honest":
+        return ProverServicer
+    return functools.partial(RedTeamServicer, strategy=strategy)
+
+
+def red_team_prover(
+    task: Task,
+    method: str | None,
+    attributions: Path | None,
+    strategy_text: str,
+    cache: Path | None = None,
+) -> tuple[ServedTask, Callable[..., ProverServicer]]:
+    """``(served, servicer_factory)`` for ``start_server`` following ``strategy_text``."""
+    strategy = parse_strategy(strategy_text)
+    served = red_team_served(task, method, attributions, strategy, cache)
+    return served, servicer_factory(strategy)
