@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI.
 #   ./dev.sh demo   set up .venv if needed, then run the main job (vattr demo)
-#   ./dev.sh test   set up .venv if needed, then ruff, mypy and the test suite
+#   ./dev.sh test   set up .venv if needed, then ruff, mypy, lint-imports and the tests
 #   ./dev.sh bench  set up, then the benchmarks recorded in docs/benchmarks.md
 # Set-up installs the CPU build of torch 2.13.0 first (so pip never pulls a CUDA build),
 # then the package in editable mode with its extras (VATTR_EXTRAS, default "dev").
@@ -43,6 +43,7 @@ case "$cmd" in
     setup
     .venv/bin/ruff check attribution prover verifier vattr tests benchmarks
     .venv/bin/mypy
+    .venv/bin/lint-imports
     exec .venv/bin/python -m pytest "$@"
     ;;
   bench)

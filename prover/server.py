@@ -26,8 +26,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from attribution.commitments import SigningKey
 from attribution.errors import UsageError
 from attribution.execution.executors import Executor
+from attribution.transport.tls import server_credentials
 from attribution.v1 import prover_pb2, prover_pb2_grpc
-from prover.auth import TokenInterceptor, server_credentials
+from prover.auth import TokenInterceptor
 from prover.served import ServedTask
 from prover.service import ProverServicer
 

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from attribution.commitments import SigningKey, load_private_key
+from attribution.commitments import SigningKey
 from attribution.errors import UsageError
 from attribution.execution import SerialExecutor
+from attribution.keyfiles import load_private_key
 from attribution.protocol.certificate import certificate_digest, field_hashes
 from attribution.protocol.common import task_info
 from attribution.protocol.messages import VerdictMessage, decode

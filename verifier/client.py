@@ -85,7 +85,7 @@ class ProverClient:
     ) -> None:
         options: list[tuple[str, Any]] = []
         if tls is not None:
-            from prover.auth import channel_credentials
+            from attribution.transport.tls import channel_credentials
 
             if tls.server_name:
                 options.append(("grpc.ssl_target_name_override", tls.server_name))

@@ -10,7 +10,6 @@ stays the only writer of the store. Actors are restarted by Ray on failure
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -49,13 +48,14 @@ class RayExecutor:
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
         try:
-            # typed as Any: Ray's own annotations are partial and the extra is optional
-            ray: Any = importlib.import_module("ray")
+            import ray as ray_module  # the optional extra
         except ImportError as exc:
             raise UsageError(
                 "the ray executor needs the optional extra: "
                 "pip install 'verifiable-attribution[ray]'"
             ) from exc
+        # typed as Any: Ray's own annotations are partial
+        ray: Any = ray_module
         self._ray = ray
         self._owns_cluster = not ray.is_initialized()
         if self._owns_cluster:

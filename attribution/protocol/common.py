@@ -7,7 +7,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -16,9 +16,6 @@ from attribution.errors import UsageError
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.params import ProtocolParams
 from attribution.subsets import prob_to_u32
-
-if TYPE_CHECKING:
-    from attribution.tasks.runtime import Task
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -34,7 +31,28 @@ class TaskInfo:
     p: float
 
 
-def task_info(task: Task) -> TaskInfo:
+class _Spec(Protocol):
+    @property
+    def p(self) -> float: ...
+
+
+class LoadedTask(Protocol):
+    """What :func:`task_info` reads of a loaded task (``attribution.tasks.runtime.Task``;
+    typed structurally so that the protocol engine does not import the training code)."""
+
+    @property
+    def n_points(self) -> int: ...
+    @property
+    def n_outputs(self) -> int: ...
+    @property
+    def bound(self) -> float: ...
+    @property
+    def tau(self) -> float: ...
+    @property
+    def spec(self) -> _Spec: ...
+
+
+def task_info(task: LoadedTask) -> TaskInfo:
     """The :class:`TaskInfo` of a loaded task."""
     return TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
 

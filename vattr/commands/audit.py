@@ -298,7 +298,7 @@ def _read_token(path: Path | None) -> str | None:
 def cmd_audit(args: argparse.Namespace) -> int:
     import tempfile
 
-    from attribution.commitments import load_or_create_key, load_private_key
+    from attribution.keyfiles import load_or_create_key, load_private_key
     from attribution.protocol.common import ProtocolError, task_info
     from attribution.protocol.messages import MessageError
     from attribution.protocol.planner import plan_run
@@ -408,7 +408,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from attribution.commitments import SigningKey, save_private_key
+    from attribution.commitments import SigningKey
+    from attribution.keyfiles import save_private_key
 
     key = SigningKey.generate()
     if args.out.exists() and not args.force:

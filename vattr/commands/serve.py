@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from attribution.commitments import load_or_create_key, load_private_key
 from attribution.errors import UsageError
+from attribution.keyfiles import load_or_create_key, load_private_key
 from vattr.cli_args import add_task_args
 
 

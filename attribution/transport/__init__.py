@@ -1,0 +1,1 @@
+"""What both gRPC ends share: TLS credentials from PEM files."""

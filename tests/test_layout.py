@@ -1,0 +1,42 @@
+"""The floor plan, checked: layer contracts (import-linter, configured in pyproject.toml)
+and dynamic imports only where task plug-ins need them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("attribution", "prover", "verifier", "vattr")
+
+
+def test_import_contracts_hold() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_importlib_only_for_task_plugins() -> None:
+    users = sorted(
+        str(path.relative_to(ROOT))
+        for pkg in PACKAGES
+        for path in (ROOT / pkg).rglob("*.py")
+        if "_pb2" not in path.name and re.search(r"^\s*import importlib", path.read_text(), re.M)
+    )
+    assert users == ["attribution/tasks/runtime.py"]
+
+
+def test_roles_never_import_each_other() -> None:
+    pattern = {
+        "verifier": r"^\s*(from|import) (prover|vattr)\b",
+        "prover": r"^\s*(from|import) (verifier|vattr)\b",
+        "attribution": r"^\s*(from|import) (prover|verifier|vattr)\b",
+    }
+    for role, rx in pattern.items():
+        hits = [
+            str(p) for p in (ROOT / role).rglob("*.py") if re.search(rx, p.read_text(), re.M)
+        ]
+        assert hits == [], hits
