@@ -38,7 +38,8 @@ from attribution.protocol.planner import plan_run  # noqa: E402
 from attribution.protocol.verifier import VerifierSession  # noqa: E402
 from attribution.tasks import load_task, resolve_spec  # noqa: E402
 from attribution.v1 import prover_pb2  # noqa: E402
-from verifier.client import ProverClient, TransportError, run_audit  # noqa: E402
+from verifier.audit import run_audit  # noqa: E402
+from verifier.client import ProverClient, TransportError  # noqa: E402
 
 
 def proc_status(pid: int) -> tuple[float, int]:

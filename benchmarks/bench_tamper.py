@@ -46,7 +46,8 @@ from attribution.tasks import load_task, resolve_spec  # noqa: E402
 from prover.served import build_served  # noqa: E402
 from prover.server import start_server  # noqa: E402
 from vattr.cli import main as vattr  # noqa: E402
-from verifier.client import ProverClient, run_audit  # noqa: E402
+from verifier.audit import run_audit  # noqa: E402
+from verifier.client import ProverClient  # noqa: E402
 from verifier.pricing.receipts import verify_receipt  # noqa: E402
 from verifier.reports.report import check_report, values_path, write_audit_report  # noqa: E402
 

@@ -17,7 +17,8 @@ from prover.server import start_server
 from vattr.redteam.provers import red_team_prover
 from vattr.redteam.strategies import parse_strategy
 from vattr.simulate import run_keys, run_once
-from verifier.client import ProverClient, run_audit
+from verifier.audit import run_audit
+from verifier.client import ProverClient
 from verifier.reports.report import check_report, write_audit_report
 
 

@@ -43,8 +43,9 @@ from prover.server import start_server
 from prover.session_file import SESSION_FILE, SessionRecord
 from vattr.redteam.provers import red_team_served
 from vattr.redteam.strategies import parse_strategy
+from verifier.audit import AuditResult, run_audit
 from verifier.audit_state import STATE_FILE, AuditState
-from verifier.client import AuditResult, ProverClient, run_audit
+from verifier.client import ProverClient
 
 VATTR = [sys.executable, "-m", "vattr"]
 TASK = "breast_cancer-logreg"

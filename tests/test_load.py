@@ -20,7 +20,8 @@ from attribution.protocol.planner import plan_run
 from attribution.tasks import load_task, resolve_spec
 from prover.served import build_served
 from prover.server import start_server
-from verifier.client import ProverClient, run_audit
+from verifier.audit import run_audit
+from verifier.client import ProverClient
 
 
 @pytest.mark.timeout(300)

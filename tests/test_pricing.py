@@ -34,7 +34,8 @@ from prover.server import start_server
 from vattr.cli import main
 from vattr.redteam.provers import red_team_prover
 from vattr.simulate import run_keys
-from verifier.client import ProverClient, run_audit
+from verifier.audit import run_audit
+from verifier.client import ProverClient
 from verifier.pricing.payouts import (
     compute_payouts,
     format_money,

@@ -35,7 +35,8 @@ from attribution.tasks.runtime import OracleTask
 from prover.server import start_server
 from vattr.cli import main
 from vattr.redteam.provers import red_team_prover
-from verifier.client import ProverClient, run_audit
+from verifier.audit import run_audit
+from verifier.client import ProverClient
 from verifier.reports.report import check_report, values_path, write_audit_report
 
 DELTA = 0.05

@@ -47,7 +47,8 @@ from prover.service import ProverServicer
 from tests.tls_helpers import PKI, WRONG_HOST, CertFiles, make_pki
 from vattr.cli import main as vattr_main
 from vattr.redteam.provers import red_team_prover
-from verifier.client import AuditResult, ClientTLS, ProverClient, TransportError, run_audit
+from verifier.audit import AuditResult, run_audit
+from verifier.client import ClientTLS, ProverClient, TransportError
 
 pytestmark = pytest.mark.timeout(60)
 

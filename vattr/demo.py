@@ -24,7 +24,8 @@ from prover.served import ServedTask
 from prover.server import start_server
 from vattr.redteam.provers import servicer_factory
 from vattr.redteam.strategies import parse_strategy
-from verifier.client import ProverClient, run_audit
+from verifier.audit import run_audit
+from verifier.client import ProverClient
 from verifier.reports.report import check_report, write_audit_report
 
 TASK, EPSILON, DELTA = "breast_cancer-logreg", 0.03, 0.05

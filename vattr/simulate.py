@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import SigningKey
+from attribution.protocol import need
 from attribution.protocol.challenges import ChallengePlan, MsePlan
 from attribution.protocol.common import g_values, task_info
 from attribution.protocol.decision import ACCEPT
+from attribution.protocol.driver import LocalTrainer, run_verifier
 from attribution.protocol.planner import Plan
 from attribution.protocol.prover import ProverSession
 from attribution.protocol.verifier import Outcome, VerifierSecrets, VerifierSession
@@ -70,6 +72,64 @@ class RunResult:
     true_err: list[float] | None = None
 
 
+class InProcessProver:
+    """A :class:`~attribution.protocol.driver.ProverPort` over the Prover's state machine
+    in this process, following ``strategy``: messages pass as their canonical bytes, E is
+    trained with ``Task.train_chunked`` (instant for the synthetic oracle)."""
+
+    def __init__(
+        self, task: Task, prover: ProverSession, strategy: Strategy, honest: FloatArray
+    ) -> None:
+        self.task = task
+        self.prover = prover
+        self.strategy = strategy
+        self.attribution = strategy.attribution(honest, task.spec.p)
+        self.evaluations: FloatArray | None = None
+
+    def open_session(self, body: bytes) -> bytes:
+        return self.prover.on_open(body).to_bytes()
+
+    def commit_attribution(self) -> bytes:
+        return self.prover.commit_attribution(self.attribution).to_bytes()
+
+    def reveal_challenge(self, body: bytes) -> str:
+        e_plan = self.prover.on_challenge(body)
+        masks = _plan_masks(e_plan)
+        F = self.task.train_chunked(masks, e_plan.seeds(range(e_plan.n_rows)), SIM_CHUNK)
+        params = self.prover.params
+        if self.strategy.corrupts and params is not None:
+            A = self.attribution
+            g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
+            F = self.strategy.evaluations(F, EvalContext(params, e_plan.layout, self.task.bound, g))
+        self.evaluations = F
+        return "in-process"
+
+    def wait_trained(self, job: str, total: int) -> None:
+        return None
+
+    def commit_evaluations(self) -> bytes:
+        return self.prover.commit_evaluations(need(self.evaluations, "f-values")).to_bytes()
+
+    def stream_attribution(self, expected: int) -> FloatArray:
+        return self.strategy.stream_attribution(self.attribution)
+
+    def stream_evaluations(self, expected: int) -> FloatArray:
+        return self.strategy.stream_evaluations(need(self.evaluations, "f-values"))
+
+    def deliver_verdict(self, body: bytes) -> None:
+        self.prover.on_verdict(body)
+
+
+def local_trainer(task: Task) -> LocalTrainer:
+    """The Verifier's trainings in this process (masks shared with the Prover's)."""
+
+    def train(plan: ChallengePlan | MsePlan, rows: Sequence[int], label: str) -> FloatArray:
+        rows = list(rows)
+        return task.train_chunked(_plan_masks(plan)[rows], plan.seeds(rows), SIM_CHUNK)
+
+    return train
+
+
 def run_once(
     task: Task,
     plan: Plan,
@@ -79,57 +139,28 @@ def run_once(
     run: int,
     claimed_mse: FloatArray | None = None,
 ) -> RunResult:
-    """One complete protocol session; returns the Verifier's outcome."""
+    """One complete protocol session through the audit's message loop
+    (:func:`attribution.protocol.driver.run_verifier`); returns the Verifier's outcome."""
     start = time.perf_counter()
-    params = plan.params
     info = task_info(task)
     keys = run_keys(seed, run)
-    master = keys.master
-    verifier_key, prover_key = keys.verifier_key, keys.prover_key
     verifier = VerifierSession(
         info,
         task.digest,
-        params,
-        verifier_key,
-        VerifierSecrets.derive(master),
+        plan.params,
+        keys.verifier_key,
+        VerifierSecrets.derive(keys.master),
         masks_fn=_plan_masks,
         task_name=task.spec.name,
     )
-    prover = ProverSession(info, task.digest, prover_key, nonce=keys.nonce)
-    verifier.on_opened(prover.on_open(verifier.open().to_bytes()).to_bytes())
-    A = strategy.attribution(honest, info.p)
-    verifier.on_attribution_commitment(prover.commit_attribution(A).to_bytes())
-    mode = params.mode
-    e_plan = None
-    if mode == "interactive":
-        e_plan = prover.on_challenge(verifier.reveal_challenge().to_bytes())
-        masks = _plan_masks(e_plan)
-        F = task.train_chunked(masks, e_plan.seeds(range(e_plan.n_rows)), SIM_CHUNK)
-        if strategy.corrupts:
-            g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
-            F = strategy.evaluations(F, EvalContext(params, e_plan.layout, info.bound, g))
-        verifier.on_evaluation_commitment(prover.commit_evaluations(F).to_bytes())
-        verifier.receive_attribution(strategy.stream_attribution(A))
-        verifier.receive_evaluations(F.ravel())
-    else:
-        verifier.receive_attribution(strategy.stream_attribution(A))
-    rows = verifier.spot_check_rows()
-    spot = np.zeros((0, info.n_outputs))
-    if rows:
-        local_plan = verifier.challenge_plan()
-        masks = _plan_masks(local_plan)
-        spot = task.train_chunked(masks[rows], local_plan.seeds(rows), SIM_CHUNK)
-    mse_values = None
-    m_plan = verifier.mse_plan()
-    if m_plan is not None:
-        seeds = m_plan.seeds(range(m_plan.n_rows))
-        mse_values = task.train_chunked(_plan_masks(m_plan), seeds, SIM_CHUNK)
-    outcome = verifier.decide(spot, mse_values, claimed_mse)
-    if mode == "interactive":
-        prover.on_verdict(outcome.message.to_bytes())
+    port = InProcessProver(
+        task, ProverSession(info, task.digest, keys.prover_key, nonce=keys.nonce), strategy, honest
+    )
+    outcome = run_verifier(verifier, port, local_trainer(task), claimed_mse=claimed_mse)
     true_err = None
     if isinstance(task, OracleTask):
-        true_err = [task.oracle.err(float(A[o, 0]), A[o, 1:]) for o in params.outputs]
+        A = port.attribution
+        true_err = [task.oracle.err(float(A[o, 0]), A[o, 1:]) for o in plan.params.outputs]
     return RunResult(outcome, time.perf_counter() - start, true_err)
 
 

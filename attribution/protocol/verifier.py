@@ -330,7 +330,6 @@ class VerifierSession:
         """The decision without signing (pure: also used to replay a report)."""
         mode = self.params.mode
         rows = self.spot_check_rows()
-        spot = np.asarray(spot_values, dtype=np.float64).reshape(len(rows), self.task.n_outputs)
         outputs = self.params.outputs
         stats: list[dict[str, Any]] = []
         tau = self.task.tau
@@ -339,6 +338,11 @@ class VerifierSession:
             failure = ("malformed", "the attribution was never received")
         if failure is None and mode == "interactive" and self.evaluations is None:
             failure = ("malformed", "the f-values were never received")
+        spot = np.asarray(spot_values, dtype=np.float64)
+        if failure is not None and spot.size == 0:
+            # decided before any local training (docs/protocol.md section 2): C untrained
+            rows = []
+        spot = spot.reshape(len(rows), self.task.n_outputs)
         spot_failures = 0
         if failure is None and mode == "interactive" and rows:
             committed = need(self.evaluations, "f-values")[rows]
@@ -429,7 +433,7 @@ class VerifierSession:
         p = self.params
         s = self.secrets
         mode = p.mode
-        verifier_trainings = n_spot + p.m
+        verifier_trainings = n_spot + (0 if mse_values is None else len(mse_values))
         guarantee = (
             f"with probability >= {1 - p.delta:g} over the Verifier's randomness, every "
             f"verified output's attribution has err(a) = mse(a) - min affine mse <= "

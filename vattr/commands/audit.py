@@ -303,8 +303,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from attribution.protocol.messages import MessageError
     from attribution.protocol.planner import plan_run
     from attribution.tasks import load_task, resolve_spec
+    from verifier.audit import AuditResult, describe_prover, run_audit
     from verifier.audit_state import AuditState
-    from verifier.client import ClientTLS, ProverClient, TransportError, describe_prover, run_audit
+    from verifier.client import ClientTLS, ProverClient, TransportError
     from verifier.reports.report import write_audit_report
 
     task = load_task(resolve_spec(args.task, args.overrides))
@@ -320,6 +321,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
             raise UsageError("--tls-cert and --tls-key go together")
         tls = ClientTLS(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
     quiet = args.quiet or args.json
+
+    def write(result: AuditResult) -> None:
+        prover: dict[str, Any] = {"target": args.prover}
+        if result.delivery_error:
+            prover["verdict_delivery"] = f"refused by the Prover: {result.delivery_error}"
+        write_audit_report(args.report, result, task.spec.name, {"prover": prover})
+
     try:
         with ProverClient(
             args.prover, tls=tls, token=_read_token(args.token_file), timeout=args.timeout
@@ -360,18 +368,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 executor=args.executor,
                 quiet=quiet,
                 reconnect=args.reconnect,
+                on_decided=write,  # the signed report exists before the Prover sees it
             )
     except (TransportError, ProtocolError, MessageError) as exc:
         # MessageError / ProtocolError here: the Prover sent a malformed or inconsistent
         # message (exit 3, like a transport failure; the saved state allows a retry)
         print(f"vattr: error: {exc}", file=sys.stderr)
         return 3
-    write_audit_report(
-        args.report,
-        result,
-        task.spec.name,
-        {"prover": {"target": args.prover}},
-    )
+    if result.delivery_error:  # the Prover refused the verdict: on record, verdict stands
+        write(result)
     out = result.outcome
     summary = {
         "verdict": out.verdict,

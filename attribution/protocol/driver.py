@@ -1,0 +1,171 @@
+"""The one message loop of an audit: the Verifier's state machine against a Prover port.
+
+Every way of running the protocol goes through :func:`run_verifier`: ``vattr audit``
+(the port is the gRPC client, :mod:`verifier.audit`), ``vattr simulate`` and the tests
+(an in-process Prover state machine, :mod:`vattr.simulate`). So both give bit-identical
+statistics, verdicts and transcript heads for the same seeds. The order is that of
+docs/protocol.md section 2:
+
+1. OpenSession / SessionOpened (skipped when the session is already open, e.g. resumed);
+2. AttributionCommitment;
+3. ChallengeReveal, then the Prover trains E (interactive mode only);
+4. EvaluationCommitment, then the streamed attribution and f-values;
+5. the Verifier trains its secret spot checks C and MSE samples M -- only when what was
+   received is well formed and matches its commitments: a malformed stream or a root
+   mismatch is already a REJECT, decided without a single local training (cheap checks
+   first);
+6. decide and sign; ``on_decided`` runs *before* the verdict is delivered, so a Prover
+   that refuses the delivery cannot suppress it (the caller writes its report there);
+7. DeliverVerdict (interactive mode).
+
+The loop does no I/O itself: the port talks to the Prover, the trainer trains, and the
+journal keeps the Prover's answers (a resumed audit replays them instead of asking
+again: every step is idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from attribution.protocol.challenges import ChallengePlan, MsePlan
+from attribution.protocol.common import Phase
+from attribution.protocol.verifier import Outcome, VerifierSession
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class StreamRejected(Exception):
+    """The Prover's stream broke its framing (wrong length, stray or misplaced chunks):
+    the Prover sent a malformed vector, which is a signed REJECT, not a retry."""
+
+
+class ProverPort(Protocol):
+    """The Prover as the Verifier's loop sees it (bytes are canonical protocol messages)."""
+
+    def open_session(self, body: bytes) -> bytes:
+        """Send OpenSession; the Prover's SessionOpened."""
+        ...
+
+    def commit_attribution(self) -> bytes:
+        """The Prover's AttributionCommitment."""
+        ...
+
+    def reveal_challenge(self, body: bytes) -> str:
+        """Send ChallengeReveal; the Prover starts training E. Returns a job reference."""
+        ...
+
+    def wait_trained(self, job: str, total: int) -> None:
+        """Return once the Prover's training of E (``total`` rows) has finished."""
+        ...
+
+    def commit_evaluations(self) -> bytes:
+        """The Prover's EvaluationCommitment."""
+        ...
+
+    def stream_attribution(self, expected: int) -> FloatArray:
+        """The streamed attribution (``expected`` values); :class:`StreamRejected` when
+        its framing is broken."""
+        ...
+
+    def stream_evaluations(self, expected: int) -> FloatArray:
+        """The streamed f-values of E (``expected`` values); :class:`StreamRejected`."""
+        ...
+
+    def deliver_verdict(self, body: bytes) -> None:
+        """Send the signed VerdictMessage."""
+        ...
+
+
+# The Verifier's own trainings: (plan, rows, label) -> f-values of those rows (len, T);
+# ``label`` names the work ("spot" or "mse") for stores and progress bars.
+LocalTrainer = Callable[[ChallengePlan | MsePlan, Sequence[int], str], FloatArray]
+
+
+class Journal(Protocol):
+    """Where the Prover's answers are kept, by step name, so that a resumed loop replays
+    them instead of asking again."""
+
+    def get(self, step: str) -> bytes | None: ...
+
+    def put(self, step: str, body: bytes) -> None: ...
+
+
+class MemoryJournal:
+    """A journal that forgets (simulations, tests)."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, bytes] = {}
+
+    def get(self, step: str) -> bytes | None:
+        return self._steps.get(step)
+
+    def put(self, step: str, body: bytes) -> None:
+        self._steps[step] = body
+
+
+def _once(journal: Journal, step: str, ask: Callable[[], bytes]) -> bytes:
+    saved = journal.get(step)
+    if saved is not None:
+        return saved
+    body = ask()
+    journal.put(step, body)
+    return body
+
+
+def run_verifier(
+    session: VerifierSession,
+    port: ProverPort,
+    train: LocalTrainer,
+    *,
+    journal: Journal | None = None,
+    claimed_mse: FloatArray | None = None,
+    on_decided: Callable[[Outcome], None] | None = None,
+) -> Outcome:
+    """Run (or resume) one session to its verdict; see the module docstring."""
+    journal = journal if journal is not None else MemoryJournal()
+    task = session.task
+    if session.phase == Phase.NEW:
+        request = session.open().to_bytes()
+        session.on_opened(_once(journal, "opened", lambda: port.open_session(request)))
+    session.on_attribution_commitment(_once(journal, "attribution", port.commit_attribution))
+    interactive = session.params.mode == "interactive"
+    if interactive:
+        reveal = session.reveal_challenge().to_bytes()
+        job = _once(journal, "job", lambda: port.reveal_challenge(reveal).encode()).decode()
+
+        def evaluations() -> bytes:
+            port.wait_trained(job, session.layout.n_rows)
+            return port.commit_evaluations()
+
+        session.on_evaluation_commitment(_once(journal, "evaluations", evaluations))
+    n_a = task.n_outputs * (task.n_points + 1)
+    try:
+        session.receive_attribution(port.stream_attribution(n_a))
+    except StreamRejected as exc:
+        session.reject_stream("attribution", str(exc))
+    if interactive:
+        n_f = session.layout.n_rows * task.n_outputs
+        try:
+            session.receive_evaluations(port.stream_evaluations(n_f))
+        except StreamRejected as exc:
+            session.reject_stream("evaluations", str(exc))
+    spot = np.zeros((0, task.n_outputs))
+    mse = None
+    if session.failure is None:  # cheap checks first: no training against a REJECT
+        rows = session.spot_check_rows()
+        if rows:
+            spot = train(session.challenge_plan(), rows, "spot")
+        m_plan = session.mse_plan()
+        if m_plan is not None:
+            mse = train(m_plan, range(m_plan.n_rows), "mse")
+    outcome = session.decide(spot, mse, claimed_mse)
+    if on_decided is not None:
+        on_decided(outcome)
+    if interactive and journal.get("delivered") is None:
+        port.deliver_verdict(outcome.message.to_bytes())
+        journal.put("delivered", b"1")
+    return outcome
