@@ -4,6 +4,7 @@ same seeds, and its report checks out offline."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
         a, s = audited.outcome.certificate, simulated.outcome.certificate
         assert a["outputs"] == s["outputs"]  # every statistic, bit for bit
         assert (a["verdict"], a["reason"]) == (s["verdict"], s["reason"])
+        # one message loop: the same transcript, message for message
+        assert a["transcript_head"] == s["transcript_head"]
         assert (a["verdict"], a["reason"]) == expected[strategy]
         assert a["evaluations_root"] == s["evaluations_root"]
         assert a["transcript_head"] == s["transcript_head"]
@@ -126,3 +129,56 @@ def test_abandoned_sessions_are_evicted_when_full(tmp_path: Path) -> None:
         assert len(list((tmp_path / "s").glob("*/session.json"))) == 2
     finally:
         again.stop(0)
+
+
+def _audit_against(tmp_path: Path, strategy: str, argv_extra: tuple[str, ...] = ()) -> Any:
+    """Serve ``strategy`` on loopback and run ``vattr audit`` against it in process."""
+    from attribution.commitments import SigningKey
+    from vattr.cli import main
+
+    task = load_task(resolve_spec("synthetic"))
+    served, factory = red_team_prover(task, "exact", None, strategy)
+    running = start_server(
+        served, SigningKey.generate(), SerialExecutor(), tmp_path / "store",
+        servicer_factory=factory,
+    )
+    report = tmp_path / "audit.json"
+    argv = [
+        "audit", "--prover", f"127.0.0.1:{running.port}", "--task", "synthetic",
+        "--epsilon", "0.2", "--hint", str(task.oracle.exact().B_ge2), "--report", str(report),
+        "--work-dir", str(tmp_path / "work"), "--executor", "serial", "--quiet",
+        "--reconnect", "0", *argv_extra,
+    ]
+    try:
+        code = main(argv)
+        again = main(argv)  # the same command on the same work dir
+    finally:
+        running.stop(0)
+    return code, again, report
+
+
+def test_a_prover_refusing_the_verdict_cannot_suppress_it(tmp_path: Path) -> None:
+    """The signed report is written before DeliverVerdict; the refusal is on record and
+    the exit code is the verdict's, on the first run and on a rerun."""
+    import json
+
+    code, again, report = _audit_against(tmp_path, "refuse-verdict")
+    assert (code, again) == (0, 0)  # honest content: ACCEPT, delivered or not
+    doc = json.loads(report.read_text())
+    assert doc["verdict"] == "ACCEPT"
+    assert "refused by the Prover" in doc["prover"]["verdict_delivery"]
+    assert check_report(report, replay=True).ok
+
+
+def test_a_malformed_stream_is_rejected_without_local_training(tmp_path: Path) -> None:
+    """Cheap checks first: a stream one value short is a signed REJECT before a single
+    spot check is trained (no local store, zero Verifier trainings)."""
+    import json
+
+    code, _, report = _audit_against(tmp_path, "bad-length")
+    assert code == 1
+    doc = json.loads(report.read_text())
+    assert (doc["verdict"], doc["reason"]) == ("REJECT", "malformed")
+    assert doc["certificate"]["sizes"]["verifier_trainings"] == 0
+    assert not (tmp_path / "work" / "spot").exists()
+    assert check_report(report, replay=True).ok

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 
 from attribution.protocol.common import g_values
 from attribution.protocol.prover import ProverSession
 from attribution.tasks.runtime import Task
+from attribution.v1 import prover_pb2
 from prover.served import ServedTask, build_served
 from prover.service import ProverServicer
 from vattr.redteam.strategies import EvalContext, Strategy, parse_strategy
@@ -47,6 +49,13 @@ class RedTeamServicer(ProverServicer):
 
     def streamed_attribution(self) -> FloatArray:
         return self.strategy.stream_attribution(self.served.attribution)
+
+    def DeliverVerdict(
+        self, request: prover_pb2.DeliverVerdictRequest, context: grpc.ServicerContext
+    ) -> prover_pb2.DeliverVerdictResponse:
+        if self.strategy.kind == "refuse-verdict":  # hide the verdict, hope for no report
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "this Prover takes no verdicts")
+        return super().DeliverVerdict(request, context)
 
 
 def red_team_served(

@@ -2,7 +2,7 @@
 
 Spelling (``parse_strategy``): ``honest``, ``scale:C``, ``boost:BETA``, ``zero:FRACTION``,
 ``noise:SIGMA``, ``corrupt:FRACTION``, ``corrupt-targeted:FRACTION``,
-``inflate-residual``, ``swap``, ``bad-length``, ``non-finite``.
+``inflate-residual``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``.
 
 Attribution attacks (PROTOCOL 4.1 / 13.3) keep the mean prediction ``a0 + mu sum a``
 fixed (the intercept is re-fitted), so their error is exactly the degree-1 change:
@@ -19,7 +19,8 @@ alters rows of the rho and 2 rho levels whose partners have the largest |r|, and
 that moves the Verifier's statistic most in the Prover's favour (lower err estimate for
 the residual estimator, higher B_>=2 estimate for the paper estimator).
 ``swap`` streams another attribution than the one committed; ``bad-length`` and
-``non-finite`` stream malformed vectors.
+``non-finite`` stream malformed vectors; ``refuse-verdict`` (gRPC only) is honest but
+refuses to take the verdict, hoping to suppress the non-ACCEPT ones.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Strategy:
         kind, v = self.kind, self.value
         if kind in ("corrupt", "corrupt-targeted", "inflate-residual"):
             kind, v = "scale", 0.5
-        if kind in ("honest", "swap", "bad-length", "non-finite"):
+        if kind in ("honest", "swap", "bad-length", "non-finite", "refuse-verdict"):
             return A
         before = A[:, 0] + mu * A[:, 1:].sum(axis=1)
         if kind == "scale":
@@ -162,7 +163,7 @@ def _levels(layout: ChallengeLayout) -> list[str]:
 
 
 _VALUED = {"scale", "boost", "zero", "noise", "corrupt", "corrupt-targeted"}
-_PLAIN = {"honest", "inflate-residual", "swap", "bad-length", "non-finite"}
+_PLAIN = {"honest", "inflate-residual", "swap", "bad-length", "non-finite", "refuse-verdict"}
 
 
 def parse_strategy(text: str, seed: int = 0) -> Strategy:
@@ -181,5 +182,5 @@ def parse_strategy(text: str, seed: int = 0) -> Strategy:
     raise UsageError(
         f"unknown strategy {text!r}: use honest, scale:C, boost:BETA, zero:FRACTION, "
         "noise:SIGMA, corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, swap, "
-        "bad-length or non-finite"
+        "bad-length, non-finite or refuse-verdict"
     )
