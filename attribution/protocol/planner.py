@@ -36,6 +36,12 @@ from attribution.protocol.params import ProtocolParams
 from attribution.stats import miss_probability, normal_quantile, spot_checks_needed
 
 SHARE_NOISE, SHARE_BIAS, SHARE_CORRUPTION, SHARE_TOLERANCE = 0.5, 0.2, 0.2, 0.05
+# No CLT interval rests on a handful of values: every level of a planned (non-explicit)
+# run has at least this many pairs, whatever the hint says.
+MIN_PAIRS_PER_LEVEL = 50
+# A hint (E[r^2] or E[f^2], in units of b^2) is clamped into this range before planning;
+# it only ever sizes the run, and a hint outside it is not a plausible honest residual.
+HINT_RANGE = (1e-4, 4.0)
 RHO_GRID = tuple(round(0.5 - 0.01 * i, 2) for i in range(49))  # 0.50 .. 0.02
 
 
@@ -121,6 +127,15 @@ def plan_run(
 ) -> Plan:
     """Choose the sizes of a run (see the module docstring)."""
     b, tau = task.bound, task.tau
+    for name, value in (("epsilon", epsilon), ("delta", delta)):
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(f"{name} must be a positive finite number, not {value!r}")
+    if not delta < 1:
+        raise UsageError(f"delta must lie in (0, 1), not {delta!r}")
+    if hint is not None:
+        if not math.isfinite(hint) or hint < 0:
+            raise UsageError(f"the planning hint must be a finite E[r^2] >= 0, not {hint!r}")
+        hint = min(max(hint, HINT_RANGE[0] * b * b), HINT_RANGE[1] * b * b)
     outs = outputs if outputs is not None else tuple(range(task.n_outputs))
     if not outs or any(not 0 <= o < task.n_outputs for o in outs):
         raise UsageError(f"outputs must be indices in [0, {task.n_outputs})")
@@ -184,6 +199,8 @@ def plan_run(
         else:
             n = math.ceil(z * z * s2 * v_prod / (w * w))
             m = 0
+        n = max(n, MIN_PAIRS_PER_LEVEL)
+        m = max(m, MIN_PAIRS_PER_LEVEL) if m else 0
         n_single = n if estimator == "paper" else 0
         c_max = max(abs(coefs[t]) for t in ("0", "rho", "2rho"))
         if estimator == "residual":

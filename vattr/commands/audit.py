@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,13 @@ def register(sub: Any) -> None:
         help="the audit's saved state (0600) and local training stores; running the same "
         "command on the same work dir resumes an interrupted audit (default: a new "
         "temporary directory)",
+    )
+    p.add_argument(
+        "--max-trainings",
+        type=int,
+        default=2_000_000,
+        help="refuse (exit 2, before opening a session) plans with more trainings than "
+        "this, Prover's and Verifier's together (default 2,000,000)",
     )
     p.add_argument("--timeout", type=float, default=60.0, help="deadline per call (s)")
     p.add_argument(
@@ -338,8 +346,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 desc = describe_prover(client)
                 served = next((t for t in desc.tasks if t.task.name == task.spec.name), None)
                 if served is not None and len(served.residual_hint) == task.n_outputs:
-                    hint = max(float(served.residual_hint[o]) for o in outputs)
-                    hint = max(hint, 1e-4 * task.bound**2)
+                    # the Prover's number only proposes: non-finite or negative is ignored,
+                    # the rest is clamped by the planner (HINT_RANGE)
+                    offered = [float(served.residual_hint[o]) for o in outputs]
+                    if all(math.isfinite(h) and h >= 0 for h in offered):
+                        hint = max(offered)
+                    elif not quiet:
+                        print("ignoring the Prover's non-finite planning hint", file=sys.stderr)
             plan = (
                 None
                 if resuming
@@ -355,6 +368,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     mse_source=args.mse_source,
                 )
             )
+            if plan is not None:
+                total = plan.params.n_challenges + plan.verifier_trainings
+                if total > args.max_trainings:
+                    raise UsageError(
+                        f"the plan needs {total} trainings (Prover and Verifier; > "
+                        f"--max-trainings {args.max_trainings}); no session was opened"
+                    )
             if not quiet:
                 if plan is not None:
                     print(plan.describe(), file=sys.stderr)
