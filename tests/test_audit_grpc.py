@@ -182,3 +182,15 @@ def test_a_malformed_stream_is_rejected_without_local_training(tmp_path: Path) -
     assert doc["certificate"]["sizes"]["verifier_trainings"] == 0
     assert not (tmp_path / "work" / "spot").exists()
     assert check_report(report, replay=True).ok
+
+
+def test_a_never_finishing_job_ends_the_audit_within_its_deadline(tmp_path: Path) -> None:
+    """``--job-timeout`` bounds the wait for the Prover's training: exit 3 (transport),
+    with no report, within seconds of the deadline."""
+    import time
+
+    start = time.monotonic()
+    code, again, report = _audit_against(tmp_path, "never-finish", ("--job-timeout", "2"))
+    assert (code, again) == (3, 3)
+    assert time.monotonic() - start < 30
+    assert not report.exists()

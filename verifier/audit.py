@@ -106,9 +106,15 @@ class GrpcProver:
     per step, each retried through ``retry`` while the Prover restarts."""
 
     def __init__(
-        self, client: ProverClient, retry: Reconnect, quiet: bool, on_open: Callable[[Any], None]
+        self,
+        client: ProverClient,
+        retry: Reconnect,
+        quiet: bool,
+        on_open: Callable[[Any], None],
+        job_timeout: float = 24 * 3600.0,
     ) -> None:
         self.client = client
+        self.job_timeout = job_timeout  # deadline of the whole training of E (s)
         self.retry = retry
         self.quiet = quiet
         self.on_open = on_open  # receives the OpenSessionResponse (session id and token)
@@ -138,7 +144,7 @@ class GrpcProver:
     def _watch(self, job_id: str, bar: Progress) -> None:
         """Follow the Prover's training job to its end (one stream; raises to be retried)."""
         request = prover_pb2.WatchJobRequest(session=self.ref, job_id=job_id)
-        for update in self.client.stream("WatchJob", request, timeout=24 * 3600):
+        for update in self.client.stream("WatchJob", request, timeout=self.job_timeout):
             if int(update.done) > bar.done:
                 bar.update(int(update.done) - bar.done)
             if update.state == prover_pb2.JOB_STATE_FAILED:
@@ -274,12 +280,14 @@ def run_audit(
     log: Callable[[str], None] | None = None,
     reconnect: float = 0.0,
     on_decided: Callable[[AuditResult], None] | None = None,
+    job_timeout: float = 24 * 3600.0,
 ) -> AuditResult:
     """Run one interactive audit of the Prover behind ``client``, or resume the one saved
     in ``work_dir`` (then ``plan`` and ``secrets`` are ignored: the saved ones hold; ``plan``
     may be None only when resuming). ``reconnect``: seconds to wait for an unavailable
     Prover once the session is open (0 = fail at once). ``on_decided`` receives the result
-    as soon as the verdict is signed, before it is delivered to the Prover."""
+    as soon as the verdict is signed, before it is delivered to the Prover. ``job_timeout``:
+    seconds the Prover's training of E may take (DEADLINE_EXCEEDED, exit 3, beyond)."""
     say = log or (lambda m: None if quiet else print(m, file=sys.stderr))
     desc = describe_prover(client)
     served = next((t for t in desc.tasks if t.task.name == task.spec.name), None)
@@ -325,7 +333,7 @@ def run_audit(
             f"{bytes(desc.prover_key).hex()[:16]}..."
         )
 
-    port = GrpcProver(client, Reconnect(reconnect, say), quiet, opened)
+    port = GrpcProver(client, Reconnect(reconnect, say), quiet, opened, job_timeout)
     if state is not None:
         port.ref = prover_pb2.SessionRef(
             session_id=state.session_id, session_token=state.session_token

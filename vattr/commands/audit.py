@@ -131,6 +131,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--timeout", type=float, default=60.0, help="deadline per call (s)")
     p.add_argument(
+        "--job-timeout",
+        type=float,
+        default=24 * 3600.0,
+        help="deadline of the Prover's whole training of E, in seconds (default 86400)",
+    )
+    p.add_argument(
         "--reconnect",
         type=float,
         default=300.0,
@@ -389,6 +395,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 quiet=quiet,
                 reconnect=args.reconnect,
                 on_decided=write,  # the signed report exists before the Prover sees it
+                job_timeout=args.job_timeout,
             )
     except (TransportError, ProtocolError, MessageError) as exc:
         # MessageError / ProtocolError here: the Prover sent a malformed or inconsistent

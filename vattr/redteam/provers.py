@@ -7,7 +7,8 @@ production Prover package contains none of this.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,16 @@ class RedTeamServicer(ProverServicer):
         if self.strategy.kind == "refuse-verdict":  # hide the verdict, hope for no report
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "this Prover takes no verdicts")
         return super().DeliverVerdict(request, context)
+
+    def WatchJob(
+        self, request: prover_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[prover_pb2.WatchJobResponse]:
+        if self.strategy.kind != "never-finish":
+            yield from super().WatchJob(request, context)
+            return
+        while context.is_active():  # one row short, forever
+            yield prover_pb2.WatchJobResponse(state=prover_pb2.JOB_STATE_RUNNING, done=1, total=2)
+            time.sleep(0.25)
 
 
 def red_team_served(

@@ -2,7 +2,8 @@
 
 Spelling (``parse_strategy``): ``honest``, ``scale:C``, ``boost:BETA``, ``zero:FRACTION``,
 ``noise:SIGMA``, ``corrupt:FRACTION``, ``corrupt-targeted:FRACTION``,
-``inflate-residual``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``.
+``inflate-residual``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``,
+``never-finish``.
 
 Attribution attacks (PROTOCOL 4.1 / 13.3) keep the mean prediction ``a0 + mu sum a``
 fixed (the intercept is re-fitted), so their error is exactly the degree-1 change:
@@ -20,7 +21,8 @@ that moves the Verifier's statistic most in the Prover's favour (lower err estim
 the residual estimator, higher B_>=2 estimate for the paper estimator).
 ``swap`` streams another attribution than the one committed; ``bad-length`` and
 ``non-finite`` stream malformed vectors; ``refuse-verdict`` (gRPC only) is honest but
-refuses to take the verdict, hoping to suppress the non-ACCEPT ones.
+refuses to take the verdict, hoping to suppress the non-ACCEPT ones; ``never-finish``
+(gRPC only) reports a training job that never ends, to hold the Verifier.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Strategy:
         kind, v = self.kind, self.value
         if kind in ("corrupt", "corrupt-targeted", "inflate-residual"):
             kind, v = "scale", 0.5
-        if kind in ("honest", "swap", "bad-length", "non-finite", "refuse-verdict"):
+        if kind in ("honest", "swap", "bad-length", "non-finite", "refuse-verdict", "never-finish"):
             return A
         before = A[:, 0] + mu * A[:, 1:].sum(axis=1)
         if kind == "scale":
@@ -163,7 +165,15 @@ def _levels(layout: ChallengeLayout) -> list[str]:
 
 
 _VALUED = {"scale", "boost", "zero", "noise", "corrupt", "corrupt-targeted"}
-_PLAIN = {"honest", "inflate-residual", "swap", "bad-length", "non-finite", "refuse-verdict"}
+_PLAIN = {
+    "honest",
+    "inflate-residual",
+    "swap",
+    "bad-length",
+    "non-finite",
+    "refuse-verdict",
+    "never-finish",
+}
 
 
 def parse_strategy(text: str, seed: int = 0) -> Strategy:
@@ -182,5 +192,5 @@ def parse_strategy(text: str, seed: int = 0) -> Strategy:
     raise UsageError(
         f"unknown strategy {text!r}: use honest, scale:C, boost:BETA, zero:FRACTION, "
         "noise:SIGMA, corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, swap, "
-        "bad-length, non-finite or refuse-verdict"
+        "bad-length, non-finite, refuse-verdict or never-finish"
     )
