@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from attribution.estimators.sources import claimed_mse, honest_attribution
 from attribution.protocol.common import TaskInfo, task_info
 from attribution.protocol.planner import plan_run
 from attribution.stats import log_log_slope
 from attribution.tasks import load_task, resolve_spec
-from vattr.commands.audit import claimed_mse, honest_attribution
 from vattr.redteam.strategies import parse_strategy
 from vattr.simulate import simulate
 

@@ -40,3 +40,14 @@ def test_roles_never_import_each_other() -> None:
             str(p) for p in (ROOT / role).rglob("*.py") if re.search(rx, p.read_text(), re.M)
         ]
         assert hits == [], hits
+
+
+def test_no_test_imports_a_command_module() -> None:
+    """Command modules only parse arguments; tests call library functions, or the CLI's
+    one entry point (``vattr.cli.main``) where the command line itself is under test."""
+    hits = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "tests").rglob("*.py")
+        if re.search(r"^\s*(from|import) vattr\.commands\b", p.read_text(), re.M)
+    ]
+    assert hits == []

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from attribution.commitments import SigningKey
+from attribution.estimators.sources import claimed_mse, honest_attribution
 from attribution.protocol.common import ProtocolError, TaskInfo, task_info
 from attribution.protocol.messages import MessageError, SessionOpened
 from attribution.protocol.planner import plan_run
@@ -24,7 +25,6 @@ from attribution.protocol.prover import ProverSession
 from attribution.protocol.verifier import VerifierSecrets, VerifierSession
 from attribution.stats import log_log_slope
 from attribution.tasks import load_task, resolve_spec
-from vattr.commands.audit import claimed_mse, honest_attribution
 from vattr.redteam.strategies import parse_strategy
 from vattr.simulate import run_once, simulate
 

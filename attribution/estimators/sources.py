@@ -87,3 +87,19 @@ def residual_hint(task: Task, A: FloatArray, runs: int = 1000) -> tuple[float, .
 
     masks, f = fit_runs(task, runs, HINT_SEED)
     return tuple(float(np.mean((f[:, o] - g_values(A[o], masks)) ** 2)) for o in range(A.shape[0]))
+
+
+def honest_attribution(task: Task, how: str | None) -> FloatArray:
+    """The honest Prover's attribution matrix (T, 1 + N): what ``vattr serve`` would serve
+    (:func:`compute_attribution`); by default the exact optimum on the synthetic task and
+    a least-squares datamodel otherwise."""
+    default = "exact" if isinstance(task, OracleTask) else "datamodel"
+    return compute_attribution(task, how or default)
+
+
+def claimed_mse(
+    task: Task, A: FloatArray, outputs: tuple[int, ...], runs: int = 2000
+) -> FloatArray:
+    """What a Prover claims as its MSE for the naive baseline: its own residual estimate
+    (:func:`residual_hint`; exact on the synthetic oracle)."""
+    return np.asarray(residual_hint(task, A, runs), dtype=np.float64)[list(outputs)]

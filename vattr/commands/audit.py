@@ -191,26 +191,8 @@ def _outputs(text: str | None, task: Any) -> tuple[int, ...]:
         raise UsageError(f"--outputs: {text!r} is not a list of integers") from exc
 
 
-def honest_attribution(task: Any, how: str | None) -> FloatArray:
-    """The honest Prover's attribution matrix (T, 1 + N): what ``vattr serve`` would serve
-    (:func:`attribution.estimators.sources.compute_attribution`); by default the exact
-    optimum on the synthetic task and a least-squares datamodel otherwise."""
-    from attribution.estimators.sources import compute_attribution
-    from attribution.tasks.runtime import OracleTask
-
-    default = "exact" if isinstance(task, OracleTask) else "datamodel"
-    return compute_attribution(task, how or default)
-
-
-def claimed_mse(task: Any, A: FloatArray, outputs: tuple[int, ...], runs: int = 2000) -> FloatArray:
-    """What a Prover claims as its MSE for the naive baseline: its own residual estimate
-    (:func:`attribution.estimators.sources.residual_hint`; exact on the synthetic oracle)."""
-    from attribution.estimators.sources import residual_hint
-
-    return np.asarray(residual_hint(task, A, runs), dtype=np.float64)[list(outputs)]
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from attribution.estimators.sources import claimed_mse, honest_attribution
     from attribution.progress import Progress
     from attribution.protocol.common import task_info
     from attribution.protocol.planner import plan_run
