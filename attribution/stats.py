@@ -15,7 +15,7 @@ Formulas
   ``range_``: ``Pr[|mean - E| >= h] <= 2 exp(-2 n h^2 / range_^2)``, so the two-sided
   half-width at failure probability ``delta`` is ``range_ sqrt(ln(2/delta) / (2 n))``
   (one-sided: ``ln(1/delta)``).
-* **Spot checks without replacement** (PROTOCOL.md §7.4). ``k`` distinct items drawn
+* **Spot checks without replacement** (docs/protocol.md section 6.7). ``k`` distinct items drawn
   uniformly from ``n`` items of which ``m`` are corrupted miss all of them with the
   hypergeometric probability ::
 

@@ -167,7 +167,10 @@ def test_a_prover_refusing_the_verdict_cannot_suppress_it(tmp_path: Path) -> Non
     doc = json.loads(report.read_text())
     assert doc["verdict"] == "ACCEPT"
     assert "refused by the Prover" in doc["prover"]["verdict_delivery"]
-    assert check_report(report, replay=True).ok
+    checked = check_report(report, replay=True)
+    assert checked.ok, checked.problems
+    # the replay runs the same loop and reproduces the signed verdict message exactly
+    assert any("byte for byte" in n for n in checked.notes), checked.notes
 
 
 def test_a_malformed_stream_is_rejected_without_local_training(tmp_path: Path) -> None:
@@ -181,7 +184,9 @@ def test_a_malformed_stream_is_rejected_without_local_training(tmp_path: Path) -
     assert (doc["verdict"], doc["reason"]) == ("REJECT", "malformed")
     assert doc["certificate"]["sizes"]["verifier_trainings"] == 0
     assert not (tmp_path / "work" / "spot").exists()
-    assert check_report(report, replay=True).ok
+    checked = check_report(report, replay=True)
+    assert checked.ok, checked.problems
+    assert any("byte for byte" in n for n in checked.notes), checked.notes
 
 
 def test_a_never_finishing_job_ends_the_audit_within_its_deadline(tmp_path: Path) -> None:

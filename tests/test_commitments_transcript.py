@@ -33,7 +33,7 @@ MESSAGES: list[tuple[Direction, str, bytes]] = [
 
 
 def by_hand(version: int, session: bytes, msgs: list[tuple[Direction, str, bytes]]) -> bytes:
-    """ENGINEERING.md section 2.4, written out with hashlib and struct only."""
+    """docs/protocol.md section 3, written out with hashlib and struct only."""
     head = hashlib.sha256(b"attribution.v1/transcript" + struct.pack(">I", version) + session)
     h = head.digest()
     for d, label, msg in msgs:

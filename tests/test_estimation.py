@@ -1,4 +1,4 @@
-"""Residual estimation (PROTOCOL.md §3, §6.4, §14) checked by exact enumeration.
+"""Residual estimation (docs/protocol.md sections 5, 6.4) checked by exact enumeration.
 
 Exact expectations of every level mean come from the exact joint law of a t-correlated
 pair (:func:`attribution.fourier.exact.correlated_kernel`): ``E[y_t] = f^T K_t f``. The

@@ -205,7 +205,7 @@ def test_logistic_newton_step_beats_influence_function(
     effect = exact.norm(dim=1).mean().item()
     assert err_ns < err_if
     assert err_ns < 0.2 * effect
-    assert err_rif < err_if  # IF underestimates; RIF rescales (METHODS.md section 4)
+    assert err_rif < err_if  # IF underestimates; RIF rescales
 
 
 def test_logistic_outputs_and_sign(logreg: tuple[ConvexTask, ConvexInfluence]) -> None:
@@ -227,7 +227,7 @@ def test_logistic_outputs_and_sign(logreg: tuple[ConvexTask, ConvexInfluence]) -
     free = (np.abs(f0 + ev) < task.bound) & (np.abs(f0 + lin) < task.bound)
     assert free.mean() > 0.5
     assert np.abs(ev - lin)[free].max() <= 1e-12
-    # sign test (METHODS.md section 17): exact LOO effects on the mean output against NS
+    # sign test: exact LOO effects on the mean output against NS
     idx = np.arange(0, est.n, 9)
     W = task.fit_params(np.stack([_keep_mask(est.n, np.array([i])) for i in idx]))
     exact = (task.outputs_from_params(W) - f0)[:, -1]

@@ -294,7 +294,7 @@ def test_convex_if_matches_convex_module(logreg: ConvexTask) -> None:
 
 def test_sign_against_exact_loo_on_logistic(logreg: ConvexTask) -> None:
     """Every gradient method's protocol attribution correlates positively with the exact
-    leave-one-out contribution -Delta_i (METHODS.md §17 sign test)."""
+    leave-one-out contribution -Delta_i (sign test)."""
     est = ConvexInfluence.from_task(logreg)
     idx = np.arange(0, logreg.n_points, 23)
     exact_delta = est.output_changes(est.retrain_parameters([[int(i)] for i in idx])).T
@@ -375,7 +375,7 @@ def test_trak_projection_is_seeded_and_device_independent() -> None:
 def test_trak_without_effective_projection_is_the_gram_formula(logreg: ConvexTask) -> None:
     """k = P with N > P: the square projection is invertible and Phi^T Phi full rank, so
     TRAK equals grad f (Phi^T Phi)^-1 Phi^T diag(1 - p) with the unprojected margin
-    gradients Phi (binary logistic: Phi_i = (2 y_i - 1) x_i, METHODS.md §8)."""
+    gradients Phi (binary logistic: Phi_i = (2 y_i - 1) x_i)."""
     from attribution.estimators.trak import train_features
 
     m = convex_task_model(logreg)

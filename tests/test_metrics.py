@@ -1,4 +1,4 @@
-"""Evaluation metrics (METHODS.md §13): golden values on hand-computed toys, tie and
+"""Evaluation metrics: golden values on hand-computed toys, tie and
 constant-input handling, orientation, and properties on the synthetic oracle."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The synthetic oracle's exact spectrum against brute-force enumeration (PROTOCOL.md §13.1)."""
+"""The synthetic oracle's exact spectrum against brute-force enumeration."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_exact_fields_match_enumeration(case: tuple[str, SyntheticOracle, BruteF
     }
     for field, want in expected.items():
         assert getattr(e, field) == pytest.approx(want, abs=TOL), field
-    # B_ge2 is the least affine MSE against fresh-seed evaluations (PROTOCOL.md §2.7)
+    # B_ge2 is the least affine MSE against fresh-seed evaluations (docs/protocol.md section 5.1)
     assert bf.mse_fresh(e.theta0, e.theta) == pytest.approx(e.B_ge2, abs=TOL)
     assert e.B_ge2 == pytest.approx(e.B2 + e.B_ge3 + e.seed_variance, abs=TOL)
     if name == "noisy-no-clip":
@@ -167,7 +167,7 @@ def test_noise_stability_matches_enumeration(
         assert h == pytest.approx(fx.noise_stability(bf.fbar, bf.p, rho), abs=TOL)
         assert h == pytest.approx(sum(rho**k * bf.b[k] for k in range(len(bf.b))), abs=TOL)
     assert e.noise_stability(0.0) == pytest.approx(e.B0, abs=TOL)
-    assert e.noise_stability(1.0) == e.E_f2  # same training run (PROTOCOL.md §2.7)
+    assert e.noise_stability(1.0) == e.E_f2  # same training run (docs/protocol.md section 5.1)
     assert oracle.noise_stability(0.4) == e.noise_stability(0.4)
 
 
@@ -255,7 +255,7 @@ def test_large_light_set_against_direct_grid() -> None:
 
 
 def test_unclipped_ground_truth_matches_protocol() -> None:
-    """PROTOCOL.md §13.1: with the clip inactive the spectrum is the coefficients."""
+    """With the clip inactive the spectrum is the coefficients."""
     cfg = SyntheticConfig(n=1000, heavy=8, p=0.3, bound=30.0, noise=0.25, seed=11)
     oracle = SyntheticOracle(cfg)
     e = oracle.exact()

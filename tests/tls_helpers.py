@@ -1,4 +1,4 @@
-"""A throw-away X.509 PKI for the transport-security tests (ENGINEERING.md 1.7).
+"""A throw-away X.509 PKI for the transport-security tests (docs/reliability.md).
 
 ECDSA P-256 everywhere: a test CA (BasicConstraints ca=True, KeyUsage keyCertSign), server
 leaves with SAN ``DNS:localhost`` + ``IP:127.0.0.1`` and EKU serverAuth, client leaves with

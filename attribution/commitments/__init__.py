@@ -10,7 +10,7 @@ can recompute every hash and check every signature in another language:
 * :mod:`~attribution.commitments.transcript`: the hash-chained transcript and its JSONL log;
 * :mod:`~attribution.commitments.signing`: domain-separated Ed25519 and key files.
 
-See ENGINEERING.md section 2 and PROTOCOL.md section 12.
+See docs/protocol.md sections 3 and 8.3.
 """
 
 from attribution.commitments.canonical import (

@@ -21,7 +21,7 @@ little-endian)::
 Example: ``vector_header("x", (2,))`` is the 35 bytes
 ``"attribution.v1/x" 00 01 0000000000000002 01 0000000000000002``.
 
-Why these rules (ENGINEERING.md section 2.2): ``-0.0`` and ``+0.0`` compare equal but have
+Why these rules (docs/protocol.md section 3): ``-0.0`` and ``+0.0`` compare equal but have
 different bytes, NaN has many bit patterns, and ``np.save``/pickle/``tolist()`` output is
 not stable across versions, so none of them may be hashed.
 """
@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-DOMAIN = b"attribution.v1/"
-"""Prefix of every domain tag in the protocol."""
+from attribution.encoding import DOMAIN, domain_prefix
+
+__all__ = ["DOMAIN"]  # re-exported: the one definition is attribution.encoding.DOMAIN
 
 DTYPE_F64LE = 0x01
 """Dtype code in :func:`vector_header`: IEEE-754 binary64, little-endian."""
@@ -63,7 +64,7 @@ def domain_tag(tag: str) -> bytes:
     bad = [c for c in tag if not 0x21 <= ord(c) <= 0x7E]
     if bad:
         raise ValueError(f"tag {tag!r} contains {bad[0]!r}; only printable ASCII without spaces")
-    return DOMAIN + tag.encode("ascii") + b"\x00"
+    return domain_prefix(tag)
 
 
 def _format_index(flat: int, shape: tuple[int, ...]) -> str:

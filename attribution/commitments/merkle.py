@@ -19,7 +19,7 @@ from the leaf's sibling up to the child of the root::
 
 It is verified with the algorithm of RFC 9162 section 2.1.3.2 (:func:`verify_inclusion`).
 
-Float64 vectors (ENGINEERING.md section 2.3): the canonical bytes of a vector
+Float64 vectors (docs/protocol.md section 3): the canonical bytes of a vector
 (:func:`~attribution.commitments.canonical.canonical_f64_bytes`, 8 bytes per element,
 little-endian) are cut into leaves of ``LEAF_VALUES = 1024`` values (8192 bytes); the last
 leaf holds the remaining ``1..1024`` values. An empty vector has no leaves, so its root is

@@ -1,4 +1,4 @@
-"""Ed25519 signatures with domain separation (ENGINEERING.md 2.5); key files: keyfiles.
+"""Ed25519 signatures with domain separation (docs/protocol.md section 8.3); key files: keyfiles.
 
 Signed message (all integers unsigned big-endian)::
 

@@ -1,4 +1,4 @@
-"""Hash-chained protocol transcript (ENGINEERING.md section 2.4).
+"""Hash-chained protocol transcript (docs/protocol.md section 3).
 
 Chain (all integers unsigned big-endian)::
 
@@ -42,10 +42,18 @@ from enum import IntEnum
 from typing import Any
 
 from attribution.commitments.errors import TranscriptError
+from attribution.encoding import (
+    DOMAIN,
+    PROTOCOL_VERSION,
+    TAG_TRANSCRIPT,
+    canonical_json,
+    domain_hash,
+    domain_prefix,
+)
 
-TRANSCRIPT_DOMAIN = b"attribution.v1/transcript"
-PROTOCOL_VERSION = 1
-JSONL_FORMAT = "attribution.v1/transcript"
+TRANSCRIPT_DOMAIN = domain_prefix(TAG_TRANSCRIPT, terminated=False)
+__all__ = ["PROTOCOL_VERSION"]  # re-exported from attribution.encoding
+JSONL_FORMAT = (DOMAIN + TAG_TRANSCRIPT.encode()).decode()
 MAX_SESSION_ID = 255
 _U32 = 1 << 32
 _U64 = 1 << 64
@@ -69,9 +77,9 @@ def genesis_head(protocol_version: int, session_id: bytes) -> bytes:
         raise TypeError("session_id must be bytes")
     if not 1 <= len(session_id) <= MAX_SESSION_ID:
         raise ValueError(f"session_id must be 1..{MAX_SESSION_ID} bytes, got {len(session_id)}")
-    return hashlib.sha256(
-        TRANSCRIPT_DOMAIN + struct.pack(">I", protocol_version) + session_id
-    ).digest()
+    return domain_hash(
+        TAG_TRANSCRIPT, struct.pack(">I", protocol_version), session_id, terminated=False
+    )
 
 
 def chain_step(prev: bytes, direction: Direction | int, label: str, msg: bytes) -> bytes:
@@ -279,7 +287,8 @@ class Transcript:
 
 
 def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ensure_ascii=False and NaN allowed, as always: labels are written as UTF-8
+    return canonical_json(obj, ascii=False, allow_nan=True).decode("utf-8")
 
 
 def _load(line: str, lineno: int, keys: set[str]) -> dict[str, Any]:

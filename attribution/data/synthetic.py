@@ -1,6 +1,6 @@
 """Synthetic "training" oracle whose Fourier spectrum under B_p is known exactly.
 
-Notation (PROTOCOL.md §1-2): a subset is ``x`` in ``{-1, +1}^N`` (``x_i = +1`` <=> point
+Notation (docs/protocol.md sections 1.1-1.2): a subset is ``x`` in ``{-1, +1}^N`` (``x_i = +1`` <=> point
 ``i`` included; arrays hold the boolean mask ``x == +1``), ``mu = 2p - 1``,
 ``sigma = sqrt(4p(1-p))``, ``phi_i(x) = (x_i - mu)/sigma``, ``phi_T = prod_{i in T} phi_i``.
 
@@ -298,7 +298,7 @@ class SyntheticSpectrum:
     * ``E_f2 = E_x E_r f(x; r)²``, ``E_fbar2 = E_x fbar(x)²``,
       ``seed_variance = E_x Var_r f(x; r) = E_f2 - E_fbar2``.
     * ``B_ge2 = E_f2 - B0 - B1 = B2 + B_ge3 + seed_variance``: the least affine MSE against
-      fresh-seed evaluations (PROTOCOL.md §2.7), which is what the protocol estimates.
+      fresh-seed evaluations (docs/protocol.md section 5.1), which is what the protocol estimates.
     * ``clip_probability = Pr_{x, r}[|a(x) + eta s(r)| > b]``.
     """
 
@@ -325,7 +325,7 @@ class SyntheticSpectrum:
         ``2**heavy`` states; light part: the exact joint law of ``(K, K')``, where
         ``K' | K = Bin(K, rho + (1-rho)p) + Bin(m - K, (1-rho)p)``; ``K`` states with
         ``Binomial(m, p)`` pmf below 1e-40 are dropped). At ``rho = 1`` it returns ``E_f2``,
-        the convention of PROTOCOL.md §2.7 (the same training run), so ``h`` jumps by
+        the convention of docs/protocol.md section 5.1 (the same training run), so ``h`` jumps by
         ``seed_variance`` at 1. Raises :class:`UsageError` when ``|R|`` exceeds
         :data:`NOISE_STABILITY_MAX_LIGHT` (the ``(K, K')`` table would be too large).
         """

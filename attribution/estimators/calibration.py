@@ -1,4 +1,4 @@
-"""Calibrating a raw attribution score into the protocol's affine datamodel (METHODS.md §12).
+"""Calibrating a raw attribution score into the protocol's affine datamodel.
 
 Why
 ---
@@ -22,13 +22,13 @@ two-parameter model ::
 
 by ordinary least squares on ``R`` training runs ``(x_r, f_r)`` with ``x_r ~ B_p``, and
 report the datamodel ``a0_t = alpha_t``, ``a_ti = beta_t s_ti``. Under B_p this is the
-best affine datamodel within the span of ``{1, <s_t, x>}`` (PROTOCOL.md §2.5): the error
+best affine datamodel within the span of ``{1, <s_t, x>}`` (docs/protocol.md section 1.3): the error
 left is ``sigma^2 sum_i (beta_t s_ti - theta*_ti)^2``, which calibration cannot fix. When
 the score is exactly proportional to the optimal datamodel, ``s = kappa theta*``, the
 population fit gives ``beta = 1 / kappa`` and ``alpha = theta*_0`` exactly (the
 non-linear part of ``f`` is orthogonal to ``1`` and to every ``x_i`` under B_p).
 
-``beta_t`` is the calibration scale kappa of METHODS.md §12 and must be recorded in a
+``beta_t`` is the calibration scale kappa and must be recorded in a
 claim. It is returned as fitted; a negative value means the score is anti-correlated with
 the outputs on these runs (a sign bug or a useless score), and it is *not* clipped.
 """

@@ -2,7 +2,7 @@
 
 Models: binary L2 logistic regression, ridge regression and multinomial logistic
 regression, exactly as trained by :mod:`attribution.training.newton` ("convention A",
-METHODS.md §1.1)::
+see :mod:`attribution.tasks.spec`)::
 
     L(theta) = sum_i loss_i(theta) + (lam / 2) sum_j pen_j theta_j^2
 
@@ -11,7 +11,7 @@ points leaves the ridge unchanged. Everything is float64 torch. Parameters are f
 vectors of length ``D`` (``q`` for binary/ridge; ``C * q`` for multinomial, class-major:
 entry ``c * q + a`` is ``W[c, a]``, the layout of ``W.reshape(M, C * q)``).
 
-Per-sample terms at the full-data solution ``theta`` (METHODS.md §1)::
+Per-sample terms at the full-data solution ``theta``::
 
     logistic     p_i = sigma(x_i.theta)   g_i = (p_i - y_i) x_i      H_i = p_i (1 - p_i) x_i x_i^T
     ridge        loss_i = (y_i - x_i.theta)^2 / 2
@@ -62,7 +62,7 @@ outputs clipped at ``theta``). The removal effect of point ``i`` is
 returns all of them as a (T, N) array. Positive ``Delta_i`` means *removing* ``i`` raises
 the output; the protocol's contribution is ``c_i = -Delta_i`` (positive = including ``i``
 raises the output), turned into the affine +-1 datamodel by :func:`to_attribution`
-(calibration on B_p runs, METHODS.md §12 and :mod:`attribution.estimators.calibration`).
+(calibration on B_p runs, :mod:`attribution.estimators.calibration`).
 """
 
 from __future__ import annotations
@@ -547,7 +547,7 @@ def to_attribution(
 
     The contribution is ``c_i = -Delta_i`` (positive = including point i raises the
     output); ``c`` is then calibrated on B_p runs ``masks`` (R, N), ``outputs`` (R, T):
-    ``f_t ~ alpha_t + beta_t <c_t, x>`` (METHODS.md §12). The result's ``attribution``
+    ``f_t ~ alpha_t + beta_t <c_t, x>``. The result's ``attribution``
     is the (T, 1 + N) array ``[a0 | a]`` with ``a0 = alpha``, ``a = beta * c``.
     """
     return calibrate(

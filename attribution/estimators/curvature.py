@@ -1,4 +1,4 @@
-"""Inverse-Hessian(-like)-vector products on a trained model's flat parameters (METHODS.md §9).
+"""Inverse-Hessian(-like)-vector products on a trained model's flat parameters.
 
 One interface for every curvature backend::
 

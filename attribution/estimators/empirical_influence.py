@@ -3,7 +3,7 @@
 From R training runs on subsets ``x_r ~ B_p`` with outputs ``f_r`` (R, T)::
 
     infl_i  = mean{f_r : x_ri = +1} - mean{f_r : x_ri = -1}     (difference of means)
-    a_i     = infl_i / 2                                         (PROTOCOL.md section 2.4)
+    a_i     = infl_i / 2                                         (docs/protocol.md section 1.2)
     a0      = mean_r f_r - mu * sum_i a_i,   mu = 2p - 1
 
 ``a_i`` is the +-1 coefficient: positive means including point i raises the output. Its

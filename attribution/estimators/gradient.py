@@ -1,7 +1,7 @@
 """Influence functions with curvature backends, and Grad-Dot, for MLP and convex tasks.
 
-Setting (METHODS.md §0, §2, §9, §11)
-------------------------------------
+Setting
+-------
 A trained model ``theta`` (flat, P parameters; :class:`~attribution.estimators.curvature.
 LinearNet` layout) minimises the training objective of its trainer, written
 (:class:`~attribution.estimators.curvature.Objective`) as ::
@@ -40,7 +40,7 @@ output has gradient 0 and removal effect 0).
 
 Outputs of this module are removal effects ``Delta`` (T, N) (NumPy float64, orientation
 (outputs, N)); the registry turns them into the protocol attribution with ``c = -Delta``
-and the B_p calibration of METHODS.md §12 (positive a_i = including i raises the output).
+and the B_p calibration (positive a_i = including i raises the output).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every method returns the protocol attribution (T, 1 + N) = ``[a0 | a]``: the affine
 datamodel in +-1 encoding, one row per output, positive ``a_i`` = including point i
-raises the output (DESIGN.md §5), and a JSON-ready metadata dict of its parameters.
+raises the output (docs/protocol.md section 1.1), and a JSON-ready metadata dict of its parameters.
 
 ``budget`` is the number of training runs on random subsets ``x ~ B_p`` the method may
 use (``None``: the method's default); ``seed`` the root seed of those runs. They come
@@ -45,7 +45,7 @@ task (logistic, multinomial or ridge trainer); gradient methods (``if-*``, ``gra
 ``trak``) an MLP or convex task. All of them train the full-data model once (MLP: seed
 :func:`~attribution.estimators.gradient.full_data_seed`), turn the removal effects
 ``Delta`` (T, N) into contributions ``c = -Delta`` and calibrate ``f_t ~ alpha_t +
-beta_t <c_t, x>`` on the budget's B_p runs (METHODS.md §12); ``beta`` is recorded.
+beta_t <c_t, x>`` on the budget's B_p runs; ``beta`` is recorded.
 """
 
 from __future__ import annotations

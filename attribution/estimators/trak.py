@@ -1,4 +1,4 @@
-"""TRAK (Park et al. 2023; METHODS.md §8) for the MLP and the logistic tasks.
+"""TRAK (Park et al. 2023) for the MLP and the logistic tasks.
 
 For each of M checkpoints ``theta_m`` (models trained by the task's own recipe on random
 subsets ``x ~ B_p`` with their own seeds: rows ``0..M-1`` of the fitting plan) ::
@@ -16,7 +16,7 @@ subsets ``x ~ B_p`` with their own seeds: rows ``0..M-1`` of the fitting plan) :
 * Orientation: ``tau`` (T, N) is a *contribution* (positive = training on ``z_i``
   raises ``f(z)``): for one binary logistic model without projection it is the one-step
   Newton estimate of ``-Delta_i`` with the weights ``p(1 - p)`` of the Gram matrix and
-  the leverage factor dropped (METHODS.md §8). The removal effect returned to the
+  the leverage factor dropped. The removal effect returned to the
   registry is ``Delta = -tau`` (its scale is arbitrary; the B_p calibration fixes it).
 * ``ridge`` = ``rel_ridge * trace(Phi^T Phi) / k`` (default ``rel_ridge = 1e-8``: only
   guards against a singular Gram matrix, TRAK's ``lambda = 0`` otherwise).

@@ -1,4 +1,4 @@
-"""Residual estimation from noise-stability samples (PROTOCOL.md §3, §6.4, §14).
+"""Residual estimation from noise-stability samples (docs/protocol.md sections 5, 6.4).
 
 Pure numerics (NumPy / SciPy), one model output at a time, float64 throughout.
 
@@ -6,19 +6,19 @@ Levels and samples
 ------------------
 The noise-stability levels are ``t in {0, rho, 2 rho}`` with ``0 < rho <= 1/2`` (so
 ``2 rho <= 1``). Level ``t`` holds ``n_t`` pairs ``(x, x')`` with ``x ~ B_p`` and ``x'``
-t-correlated to ``x`` (PROTOCOL.md §2.6), each member trained with its own independent
+t-correlated to ``x`` (docs/protocol.md section 4.5), each member trained with its own independent
 seed. The level mean of the products is ::
 
     y_t = (1/n_t) sum_i u(x_i) u(x'_i),      E[y_t] = h_u(t) = sum_k t^k B_k(u)
 
 where ``u = f`` (target ``"paper"`` / ``"b_ge2_fbar"``) or ``u = r = f - g`` for a known
 affine ``g`` (target ``"residual"``). With independent seeds and ``t < 1`` this is the
-noise stability of the seed-averaged function ``fbar`` (PROTOCOL.md §2.7). The ``"paper"``
+noise stability of the seed-averaged function ``fbar`` (docs/protocol.md section 5.1). The ``"paper"``
 target also uses ``N_1`` singletons ``x ~ B_p`` ("level 1") with mean square
 ``B̂ = (1/N_1) sum_j f(x_j)^2``, ``E[B̂] = E[f^2]``.
 
-Degree-2 fit (PROTOCOL.md §3.2)
--------------------------------
+Degree-2 fit (docs/protocol.md section 5.3)
+-------------------------------------------
 ``h(t) ~ z0 + z1 t + z2 t^2`` through ``(0, y0), (rho, y_rho), (2 rho, y_2rho)``;
 ``A = [[1, 0, 0], [1, rho, rho^2], [1, 2 rho, 4 rho^2]]``.
 
@@ -41,7 +41,7 @@ is ``"interp"``:
   = 1 B̂ + (3/(2 rho) - 1) y0 - (2/rho) y_rho + (1/(2 rho)) y_2rho``
   (keys ``"single", "0", "rho", "2rho"``; ``sum |c| = 4/rho``).
 * ``"residual"``: ``err^ = z0 + z1 = (1 - 3/(2 rho)) y0 + (2/rho) y_rho - (1/(2 rho)) y_2rho``
-  of ``r = f - g`` (PROTOCOL.md §14: ``B0(r) + B1(r) = err(a)``, ``B_>=2(r) = B_>=2(f)``).
+  of ``r = f - g`` (docs/protocol.md section 5.4: ``B0(r) + B1(r) = err(a)``, ``B_>=2(r) = B_>=2(f)``).
 * ``"b_ge2_fbar"`` (only ``2 rho = 1``): ``y_1 - z0 - z1
   = (3/(2 rho) - 1) y0 - (2/rho) y_rho + (1 + 1/(2 rho)) y_2rho`` = ``2 y0 - 4 y_1/2 + 2 y_1``.
   Pairs at level ``t = 1`` are the same subset trained twice with independent seeds, so
@@ -82,8 +82,8 @@ variance of the linear form adds over levels. CLT plug-in::
 For ``fit = "nnls"`` with an active constraint the estimator is not linear and this
 plug-in (of the interpolation form) is only indicative.
 
-Adversarial corruption (:func:`corruption_charges`, PROTOCOL.md §3.3, §6.4)
-----------------------------------------------------------------------------
+Adversarial corruption (:func:`corruption_charges`, docs/protocol.md sections 5.9, 6.7)
+---------------------------------------------------------------------------------------
 Up to ``m`` evaluated values ``f`` (anywhere, chosen adversarially) are replaced by
 other values in ``[-b, b]``. With ``r = f - g`` (``g = 0`` for ``"paper"`` and
 ``"b_ge2_fbar"`` without ``g``), a pair ``(v, w)`` at level ``t`` contributes

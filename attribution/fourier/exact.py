@@ -1,6 +1,6 @@
 """Exact Fourier analysis under B_p by enumerating all of ``{-1, +1}^N`` (small N).
 
-Conventions (PROTOCOL.md §1-2):
+Conventions (docs/protocol.md sections 1.1-1.2):
 
 * **Encoding.** A subset is ``x`` in ``{-1, +1}^N`` with ``x_i = +1`` <=> point ``i`` is
   included. Arrays hold it as a boolean mask (True = included).
@@ -152,7 +152,7 @@ def optimal_affine(values: npt.ArrayLike, p: float) -> tuple[float, FloatArray]:
     """The MSE-optimal affine datamodel under ``B_p`` (±1 encoding).
 
     ``theta*_i = f̂_{i} / sigma`` and ``theta*_0 = f̂_∅ - mu * sum_i theta*_i``
-    (PROTOCOL.md §2.3); its MSE equals ``B_{>=2}``.
+    (docs/protocol.md section 1.2); its MSE equals ``B_{>=2}``.
     """
     p = _check_p(p)
     spec = fourier_spectrum(values, p)
@@ -173,7 +173,7 @@ def _check_affine(a: npt.ArrayLike, n: int) -> FloatArray:
 def err_closed_form(values: npt.ArrayLike, p: float, a0: float, a: npt.ArrayLike) -> float:
     """``err(a0, a) = (a0 + mu sum_i a_i - f̂_∅)**2 + sigma**2 sum_i (a_i - theta*_i)**2``.
 
-    This is ``mse(a0, a) - min_affine_mse`` by Parseval (PROTOCOL.md §2.5).
+    This is ``mse(a0, a) - min_affine_mse`` by Parseval (docs/protocol.md section 1.3).
     """
     p = _check_p(p)
     theta0, theta = optimal_affine(values, p)

@@ -1,4 +1,4 @@
-"""Evaluation metrics for attributions (METHODS.md §13): small pure functions on arrays.
+"""Evaluation metrics for attributions: small pure functions on arrays.
 
 Orientation is (outputs, N) throughout; the protocol attribution is ``[a0 | a]`` in +-1
 encoding with positive ``a_i`` = including point i raises the output; removal effects

@@ -1,4 +1,4 @@
-"""Brittleness: top-k removal against random-k removal (METHODS.md §13.5).
+"""Brittleness: top-k removal against random-k removal.
 
 Inputs: ``scores`` (N,) for one output t in contribution orientation (positive =
 including the point raises f_t; e.g. row t of the attribution without its intercept,

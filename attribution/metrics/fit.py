@@ -1,4 +1,4 @@
-"""Held-out fit of an affine datamodel (METHODS.md §13.7).
+"""Held-out fit of an affine datamodel.
 
 Inputs: ``attribution`` (T, 1 + N) = ``[a0 | a]`` in +-1 encoding (positive a_i =
 including point i raises output t); ``masks`` (S, N) bool, True = included, drawn fresh

@@ -1,4 +1,4 @@
-"""Linear Datamodeling Score (Park et al. 2023; METHODS.md §13.4).
+"""Linear Datamodeling Score (Park et al. 2023; docs/lds-benchmark.md).
 
 Inputs (orientation (outputs, N) everywhere, positive = including the point raises the
 output):
@@ -38,7 +38,7 @@ outputs) jointly with replacement ``n_boot`` times from ``numpy.random.default_r
 (``seed`` fixed, so the interval is reproducible), recompute the LDS (re-ranking each
 resample) and take the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles.
 
-Independence (METHODS.md §13.4 item 8): the evaluation subsets must be independent of
+Independence: the evaluation subsets must be independent of
 every subset used to fit or calibrate the attribution; otherwise the score rewards
 overfitting. This module enforces it in two ways:
 

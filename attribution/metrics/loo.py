@@ -1,4 +1,4 @@
-"""Leave-one-out correlation (METHODS.md §13.3).
+"""Leave-one-out correlation.
 
 Inputs, orientation (outputs, N):
 

@@ -1,4 +1,4 @@
-"""Mislabel-detection AUC (METHODS.md §13.6) via the Mann-Whitney statistic.
+"""Mislabel-detection AUC via the Mann-Whitney statistic.
 
 Inputs: ``scores`` (N,), larger = more suspicious (e.g. self-influence
 ``g_i^T H^{-1} g_i``, or the harm a point does to validation outputs, ``-sum_t a_ti``);

@@ -1,10 +1,10 @@
-"""Group-removal errors (METHODS.md §13.1 parameters, §13.2 predictions).
+"""Group-removal errors: of the parameters and of the predictions.
 
 Inputs ``pred`` and ``true``, both (G, K): one row per removed group T_g, columns either
 
-* the D parameters (§13.1): ``delta_g = theta_hat_{-T_g} - theta_hat`` estimated (IF,
+* the D parameters: ``delta_g = theta_hat_{-T_g} - theta_hat`` estimated (IF,
   NS, ...) and exact (retrained), or
-* the outputs (§13.2): removal effects ``Delta_{T_g}(z) = f(z; A(D \\ T_g)) - f(z; A(D))``
+* the outputs: removal effects ``Delta_{T_g}(z) = f(z; A(D \\ T_g)) - f(z; A(D))``
   estimated and exact (positive = removing the group raises the output; both arrays
   must use this same orientation).
 
@@ -15,7 +15,7 @@ Per group g::
 
 Summaries: ``mean_abs`` / ``mean_rel`` (means over groups, NaN relative errors skipped)
 with standard errors ``std(ddof=1) / sqrt(G)``; ``mean_abs_entry`` = mean over all
-entries of ``|pred - true|`` (§13.2's pointwise error); per column k the Pearson and
+entries of ``|pred - true|`` (the pointwise error); per column k the Pearson and
 Spearman correlation across the G groups, averaged over columns (needs G >= 3, else NaN;
 constant columns skipped); and ``slope = sum(pred * true) / sum(true^2)``, the
 least-squares factor in ``pred ~ slope * true`` (``slope < 1``: the estimate

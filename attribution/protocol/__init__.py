@@ -1,5 +1,5 @@
 """Pieces of the PAC verification protocol shared by Prover and Verifier: parameters,
-challenge derivation and the wire messages (PROTOCOL.md sections 5 and 12)."""
+challenge derivation and the wire messages (docs/protocol.md sections 2.4 and 4)."""
 
 from __future__ import annotations
 

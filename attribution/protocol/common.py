@@ -31,6 +31,16 @@ class TaskInfo:
     p: float
 
 
+class Signer(Protocol):
+    """What a protocol role needs of its key: the raw 32-byte Ed25519 public key and
+    domain-separated signatures (:class:`attribution.commitments.SigningKey`)."""
+
+    @property
+    def public_key_raw(self) -> bytes: ...
+
+    def sign(self, tag: str, *fields: bytes) -> bytes: ...
+
+
 class _Spec(Protocol):
     @property
     def p(self) -> float: ...

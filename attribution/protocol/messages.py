@@ -1,4 +1,4 @@
-"""Protocol messages (PROTOCOL.md 12.2) and their canonical bytes.
+"""Protocol messages (docs/protocol.md section 2.4) and their canonical bytes.
 
 Every message is sent as the canonical JSON of its fields (sorted keys, no spaces, bytes
 as lowercase hex). The sender serialises once; both sides append exactly those bytes to

@@ -15,7 +15,7 @@ shares ``2 w: 50 %``, ``bias: 20 %``, ``corruption: 20 %``, ``tolerance: <= 5 %`
   tolerates (per-value worst-case charge, :mod:`attribution.fourier.estimation`).
   The real decision uses the observed variances and charges: a wrong hint costs
   efficiency (or gives INCONCLUSIVE with the budget that would decide), never soundness.
-* ``theory``: the worst-case constants of PROTOCOL.md section 7.2 (Hoeffding, ranges only).
+* ``theory``: the worst-case constants of docs/protocol.md section 7.3 (Hoeffding, ranges only).
 * ``explicit``: sizes given by the user.
 
 Every plan also states the cost of the alternatives: the non-interactive protocol (the
@@ -230,8 +230,8 @@ def plan_run(
     detect = 1 - miss_probability(E, k, m_tol + 1) if mode == "interactive" and E else 1.0
     verifier = {"interactive": k + m, "noninteractive": E + m, "naive": m}[mode]
     nonint = E + m
-    # a least-squares datamodel on R runs has err ~ N B_>=2 / R (PROTOCOL 2.3): with the
-    # residual hint standing in for B_>=2, err <= eps/2 needs about 2 N B_>=2 / eps runs
+    # a least-squares datamodel on R runs has err ~ N B_>=2 / R (docs/protocol.md section 7.6):
+    # with the residual hint standing in for B_>=2, err <= eps/2 needs about 2 N B_>=2 / eps runs
     h_res = h if estimator == "residual" else 0.1 * b * b
     self_fit = math.ceil(2 * task.n_points * h_res / epsilon)
     if mode == "naive":

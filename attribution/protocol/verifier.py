@@ -1,6 +1,6 @@
 """The Verifier's side of the protocol as a pure state machine (no I/O, no training).
 
-Message order (PROTOCOL.md 12.2), each message appended to the hash-chained transcript:
+Message order (docs/protocol.md section 2.3), each message appended to the hash-chained transcript:
 
 1.  ``open()``                      -> OpenSession (commitments to seed_E, seed_C, seed_M)
 1'. ``on_opened(bytes)``            <- SessionOpened (Prover nonce and key, signed)
@@ -19,7 +19,7 @@ signed like any other verdict.
 
 Modes: ``interactive`` (the protocol above), ``noninteractive`` (the Verifier trains E
 itself: steps 3 and 5 are skipped and the local values replace the Prover's), ``naive``
-(baseline: only the local MSE against the Prover's claimed MSE, PROTOCOL 4.1).
+(baseline: only the local MSE against the Prover's claimed MSE, docs/protocol.md section 6.12).
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
+from attribution.commitments import Direction, Transcript, vector_root, verify
 from attribution.protocol import need
 from attribution.protocol.certificate import certificate_digest, field_hashes, values_digest
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan, MsePlan, spot_check_rows
 from attribution.protocol.common import (
     Phase,
     ProtocolError,
+    Signer,
     TaskInfo,
     g_values,
     make_challenge_plan,
@@ -114,7 +115,7 @@ class VerifierSession:
         task: TaskInfo,
         task_digest: bytes,
         params: ProtocolParams,
-        key: SigningKey,
+        key: Signer,
         secrets_: VerifierSecrets | None = None,
         masks_fn: Callable[[ChallengePlan | MsePlan], npt.NDArray[np.bool_]] | None = None,
         task_name: str = "",

@@ -32,7 +32,7 @@ function, the sampling probability ``p`` and the equivalence check. Example::
     mode = "atol"                  # exact | atol
     atol = 1e-9
 
-Regularisation convention (one for all convex trainers, "convention A" of METHODS.md):
+Regularisation convention ("convention A", one for all convex trainers):
 ``J(w) = sum_i m_i * loss_i(w) + (l2 / 2) * ||w without intercept||^2`` with ``m_i`` in
 {0, 1} the subset mask. The ridge stays the same whatever the subset size. In
 scikit-learn terms: ``LogisticRegression(C=1/l2)`` and ``Ridge(alpha=l2)`` fitted on the

@@ -3,7 +3,7 @@
 M models with the same architecture are trained together on the same data ``X`` (n × d),
 ``y`` (n,). Model m differs from the others only by its 0/1 sample-weight vector
 ``weights[m]`` (its training subset) and its seed ``seeds[m]``; its result depends on
-nothing else (ENGINEERING.md §4.4).
+nothing else.
 
 Architecture
     ``Linear(d, h_1) → ReLU → … → Linear(h_L, K)`` (an :class:`torch.nn.Sequential`;

@@ -8,7 +8,7 @@ mask). Objective (regularisation "convention A", see :mod:`attribution.tasks.spe
 
 with ``pen_j = 0`` for the intercept and 1 otherwise.
 
-All Hessians come out of one matrix product (ENGINEERING.md section 4): with
+All Hessians come out of one matrix product: with
 ``Kmat[i] = vec(x_i x_i^T)`` (n, q*q) and per-model curvature weights ``S`` (M, n),
 ``H = (S @ Kmat).reshape(M, q, q) + lam * diag(pen)``. Newton steps use a batched
 Cholesky solve and a vectorised Armijo backtracking line search; a model stops updating

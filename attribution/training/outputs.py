@@ -2,7 +2,7 @@
 
 Orientation: outputs are (M, T) for M models; column t < n_val is validation point t,
 the optional last column is the mean over validation points. Every value is clipped to
-``[-b, b]`` after the mean is taken (the clip is part of f, PROTOCOL.md section 1.1).
+``[-b, b]`` after the mean is taken (the clip is part of f, docs/protocol.md section 1.1).
 
 * binary margin: ``log p_y - log(1 - p_y) = (2y - 1) * z`` with ``z = x.w``;
 * multiclass margin: ``z_y - logsumexp_{k != y} z_k`` (= ``log p_y - log(1 - p_y)``);

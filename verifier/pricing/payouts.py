@@ -31,7 +31,7 @@ Rounding to the cent (largest-remainder method, Hamilton's method)::
 payouts sum *exactly* to the budget, each differs from its exact value by less than one
 cent, and nobody with ``u_i = 0`` is paid.
 
-Money guarantee (PROTOCOL.md 2.5, 11). An ACCEPT certifies, with probability
+Money guarantee (docs/protocol.md sections 1.4, 9). An ACCEPT certifies, with probability
 ``>= 1 - delta`` over the Verifier's randomness, for every verified output::
 
     err(a) = (a0 + mu sum_i a_i - f0)^2 + sigma^2 sum_i (a_i - theta*_i)^2 <= eps,

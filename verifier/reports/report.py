@@ -15,8 +15,10 @@ Checks (each failure names the broken field):
    certificate, and commits to the revealed seeds; the Prover's signatures on its
    opening and both commitments verify, and the committed roots are the certificate's;
 4. the values file reproduces both Merkle roots and the spot/MSE value digests;
-5. ``--replay``: E, C and M are re-derived from the revealed seeds and the decision is
-   recomputed from the recorded values;
+5. ``--replay``: the report runs through the Verifier's state machine and the protocol's
+   one message loop (the Prover answered from the transcript and the values file): E, C
+   and M are re-derived from the revealed seeds, every message the Verifier sends must
+   equal the logged one, and the decision must reproduce the signed verdict message;
 6. ``--retrain K``: K spot checks are retrained locally and compared within tau.
 """
 
@@ -26,6 +28,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.commitments import SigningKey, Transcript, vector_root, verify
+from attribution.commitments import Transcript, vector_root, verify
 from attribution.commitments.errors import TranscriptError
 from attribution.errors import UsageError
 from attribution.protocol.certificate import certificate_digest, changed_fields, values_digest
-from attribution.protocol.common import Phase, TaskInfo, seed_commitment, u64be
+from attribution.protocol.common import TaskInfo, seed_commitment, u64be
+from attribution.protocol.driver import StreamRejected, run_verifier
 from attribution.protocol.messages import (
     AttributionCommitment,
     EvaluationCommitment,
@@ -237,7 +241,7 @@ def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckRes
     if res.ok and (replay or retrain):
         try:
             _replay(report, cert, values, vmsg, res, retrain)
-        except (ValueError, KeyError, TypeError, UsageError) as exc:
+        except (ValueError, KeyError, TypeError, UsageError, ReplayMismatch) as exc:
             res.fail("replay", f"{type(exc).__name__}: {exc}")
     return res
 
@@ -392,28 +396,99 @@ def _check_values(cert: dict[str, Any], values: dict[str, FloatArray], res: Chec
             res.fail(f"values.{name}", f"digest {got} != certificate {recorded}")
 
 
+class _RecordedKey:
+    """The Verifier's public key with its recorded verdict signature: a replay cannot
+    sign anything new, it can only reproduce the signed verdict message byte for byte."""
+
+    def __init__(self, public_key_raw: bytes, signature: bytes) -> None:
+        self._public = public_key_raw
+        self._signature = signature
+
+    @property
+    def public_key_raw(self) -> bytes:
+        return self._public
+
+    def sign(self, tag: str, *fields: bytes) -> bytes:
+        return self._signature
+
+
+class ReplayMismatch(Exception):
+    """The replayed Verifier sent a message other than the one in the transcript."""
+
+
+class _ReplayProver:
+    """A :class:`~attribution.protocol.driver.ProverPort` that answers from a report:
+    the Prover's messages from the transcript, its vectors from the values file; every
+    message the replayed Verifier sends must equal the logged one."""
+
+    def __init__(
+        self, logged: dict[str, bytes], values: dict[str, FloatArray], cert: dict[str, Any]
+    ) -> None:
+        self.logged = logged
+        self.values = values
+        self.cert = cert
+        self.delivered = b""
+
+    def _expect(self, label: str, body: bytes) -> None:
+        if self.logged.get(label) != body:
+            raise ReplayMismatch(f"the replayed Verifier's {label} message differs from the log")
+
+    def open_session(self, body: bytes) -> bytes:
+        self._expect("open", body)
+        return self.logged["opened"]
+
+    def commit_attribution(self) -> bytes:
+        return self.logged["commit_attribution"]
+
+    def reveal_challenge(self, body: bytes) -> str:
+        self._expect("reveal_challenge", body)
+        return "replay"
+
+    def wait_trained(self, job: str, total: int) -> None:
+        return None
+
+    def commit_evaluations(self) -> bytes:
+        return self.logged["commit_evaluations"]
+
+    def _stream(self, name: str, expected: int) -> FloatArray:
+        v = self.values.get(name)
+        if _stream_rejected(self.cert) and (v is None or v.size == 0):
+            # the Verifier kept nothing of a rejected stream: reproduce its rejection (a
+            # vector that misses its root, or the framing error as recorded)
+            if self.cert.get("reason") == "commitment_mismatch":
+                return np.zeros(expected)
+            detail = str(self.cert.get("detail", ""))
+            raise StreamRejected(detail.split(": ", 1)[-1])
+        return np.asarray(v, dtype=np.float64)
+
+    def stream_attribution(self, expected: int) -> FloatArray:
+        return self._stream("attribution", expected)
+
+    def stream_evaluations(self, expected: int) -> FloatArray:
+        return self._stream("evaluations", expected)
+
+    def deliver_verdict(self, body: bytes) -> None:
+        self.delivered = body
+
+
 def replay_session(report: dict[str, Any], cert: dict[str, Any]) -> VerifierSession:
-    """The Verifier's session re-derived from a report: the certified task constants and
-    parameters, the revealed seeds and the Prover's nonce (raises KeyError, ValueError,
-    TypeError or StopIteration on a report that lacks them)."""
+    """A fresh Verifier state machine for a report: the certified task constants and
+    parameters, the revealed seeds, the Verifier's public key (raises KeyError,
+    ValueError or TypeError on a report that lacks them)."""
     t = cert["task"]
     info = TaskInfo(
         int(t["n_points"]), int(t["n_outputs"]), float(t["bound"]), float(t["tau"]), float(t["p"])
     )
     secrets = VerifierSecrets(**{k: bytes.fromhex(v) for k, v in cert["seeds"].items()})
-    entries = Transcript.from_jsonl(report["transcript_jsonl"]).entries
-    opened = decode(next(e.msg for e in entries if e.label == "opened"), SessionOpened)
-    session = VerifierSession(
+    vmsg = decode(str(report["verdict_message"]).encode(), VerdictMessage)
+    return VerifierSession(
         info,
         bytes.fromhex(cert["task_digest"]),
         ProtocolParams.from_dict(cert["params"]),
-        SigningKey.generate(),
+        _RecordedKey(bytes.fromhex(cert["verifier_key"]), vmsg.signature),
         secrets,
+        task_name=str(t["name"]),
     )
-    session.session_id = bytes.fromhex(cert["session_id"])
-    session.nonce = opened.nonce
-    session.root_a = bytes.fromhex(cert["attribution_root"])
-    return session
 
 
 def _replay(
@@ -424,38 +499,51 @@ def _replay(
     res: CheckResult,
     retrain: int,
 ) -> None:
+    """Run the report through the Verifier's state machine and the protocol's one message
+    loop (:func:`attribution.protocol.driver.run_verifier`), the Prover's side answered
+    from the transcript and the values file, the local trainings from the recorded spot
+    and MSE values. Bit-identical when the signed verdict message comes out byte for
+    byte; otherwise every certified statistic is compared within 1e-9."""
     from attribution.tasks import load_task, resolve_spec
 
-    a = values.get("attribution")
-    if _stream_rejected(cert) and (a is None or a.size == 0):
-        res.notes.append(
-            f"replay: nothing to recompute; the verdict was fixed by the rejected stream "
-            f"({cert.get('reason')})"
-        )
-        return
     session = replay_session(report, cert)
-    info, params = session.task, session.params
-    session.attribution = values["attribution"].reshape(info.n_outputs, info.n_points + 1)
-    f = values.get("evaluations")
-    session.evaluations = f.reshape(-1, info.n_outputs) if f is not None and f.size else None
-    session.phase = Phase.EVALUATIONS if params.mode == "interactive" else Phase.ATTRIBUTION
-    spot = values["spot"]
-    mse = values.get("mse")
-    ev = session.evaluate(spot, mse if mse is not None and mse.size else None)
-    res.notes.append(f"replayed: {ev.verdict} {ev.reason}".strip())
-    if (ev.verdict, ev.reason) != (vmsg.verdict, vmsg.reason):
+    info = session.task
+    entries = Transcript.from_jsonl(report["transcript_jsonl"]).entries
+    logged = {e.label: e.msg for e in entries}
+    port = _ReplayProver(logged, values, cert)
+    recorded = {"spot": values.get("spot"), "mse": values.get("mse")}
+
+    def train(plan: Any, rows: Sequence[int], label: str) -> FloatArray:
+        v = recorded[label]
+        if v is None or v.size != len(rows) * info.n_outputs:
+            raise ValueError(f"values.{label}: {0 if v is None else v.size} values recorded")
+        return v.reshape(len(rows), info.n_outputs)
+
+    outcome = run_verifier(session, port, train)
+    res.notes.append(f"replayed: {outcome.verdict} {outcome.reason}".strip())
+    if (outcome.verdict, outcome.reason) != (vmsg.verdict, vmsg.reason):
         res.fail(
             "verdict",
-            f"replay gives {ev.verdict} {ev.reason}, report says {vmsg.verdict} {vmsg.reason}",
+            f"replay gives {outcome.verdict} {outcome.reason}, report says "
+            f"{vmsg.verdict} {vmsg.reason}",
         )
-    for i, (got, rec) in enumerate(zip(ev.stats, cert.get("outputs", []), strict=False)):
-        for k, v in got.items():
-            r = rec.get(k)
-            if isinstance(v, float) and isinstance(r, float):
-                if not math.isclose(v, r, rel_tol=1e-9, abs_tol=1e-12):
+    if outcome.message.to_bytes() == vmsg.to_bytes():
+        res.notes.append("replay: the signed verdict message is reproduced byte for byte")
+    else:
+        for i, (got, rec) in enumerate(
+            zip(outcome.certificate["outputs"], cert.get("outputs", []), strict=False)
+        ):
+            for k, v in got.items():
+                r = rec.get(k)
+                if isinstance(v, float) and isinstance(r, float):
+                    if not math.isclose(v, r, rel_tol=1e-9, abs_tol=1e-12):
+                        res.fail(
+                            f"certificate.outputs.{i}.{k}", f"replay gives {v!r}, report {r!r}"
+                        )
+                elif v != r:
                     res.fail(f"certificate.outputs.{i}.{k}", f"replay gives {v!r}, report {r!r}")
-            elif v != r and k != "budget_to_decide":
-                res.fail(f"certificate.outputs.{i}.{k}", f"replay gives {v!r}, report {r!r}")
+        if res.ok:
+            res.notes.append("replay: every statistic agrees within 1e-9 (not bit for bit)")
     if retrain:
         task = load_task(resolve_spec(cert["task"]["name"]))
         if task.digest.hex() != cert["task_digest"]:
