@@ -114,3 +114,23 @@ def test_bench_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
     for key in ("batched_models_per_s", "reference_models_per_s", "speedup", "max_abs_diff"):
         assert key in result
     assert result["max_abs_diff"] <= 1e-6
+
+
+def test_an_internal_error_is_one_line_and_exit_5(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug of ours never exits 1 (REJECT): one line, exit 5, traceback behind --debug.
+    (The fault is injected into a command handler: no input makes vattr crash on purpose.)"""
+    import vattr.cli
+
+    def crash(args: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(vattr.cli, "cmd_tasks", crash)
+    assert main(["tasks"]) == 5
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "vattr: internal error: RuntimeError: boom (rerun with --debug for the traceback)"
+    )
+    assert main(["--debug", "tasks"]) == 5
+    assert "Traceback" in capsys.readouterr().err

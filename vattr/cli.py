@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from vattr.cli_args import add_task_args
 from vattr.commands import attribute, audit, pricing, serve
 
 EXIT_OK, EXIT_REJECT, EXIT_USAGE, EXIT_PROTOCOL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
+# an error of vattr's own (a bug): never 1, which means REJECT
+EXIT_INTERNAL = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +33,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vattr", description="verifiable training-data attribution")
     parser.add_argument("--version", action="version", version=f"vattr {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an internal error"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("tasks", help="list the built-in tasks (name, N, outputs, digest)")
@@ -187,6 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vattr: interrupted (completed rows are kept; rerun to resume)", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: one line and its own exit code, never 1
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"vattr: internal error: {type(exc).__name__}: {exc}"
+            + ("" if args.debug else " (rerun with --debug for the traceback)"),
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
