@@ -92,7 +92,7 @@ XOF_MSE_SEED = "mse_seed"
 """MSE-check training seeds."""
 XOF_SPOT = "spot"
 """Spot-check index selection (``uniform_index``, u64be rejection sampling)."""
-XOF_VERIFIER_SECRET = "verifier-secret"
+XOF_VERIFIER_SECRET = "verifier-secret"  # noqa: S105 - a label, not a secret
 """Verifier's secret seeds from a master seed (bind = the seed's name)."""
 XOF_SYNTHETIC = "synthetic"
 """Synthetic data sets."""

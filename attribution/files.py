@@ -29,6 +29,7 @@ import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
+from attribution.encoding import canonical_json
 from attribution.errors import StoreCorruptError, UsageError
 
 PRIVATE_FILE_MODE = 0o600
@@ -120,8 +121,8 @@ def read_private_file(path: str | os.PathLike[str], *, what: str) -> bytes:
 
 
 def _seal(kind: str, content: dict[str, Any]) -> str:
-    body = json.dumps({"format": kind, "content": content}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+    body = canonical_json({"format": kind, "content": content}, allow_nan=True)
+    return hashlib.sha256(body).hexdigest()
 
 
 def save_private_json(

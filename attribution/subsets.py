@@ -32,9 +32,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from attribution.encoding import DOMAIN as DOMAIN  # re-export; defined once there
+from attribution.encoding import TAG_BIND, domain_prefix
 from attribution.errors import UsageError
 
-DOMAIN = b"attribution.v1/"
 TWO32 = 1 << 32
 
 BoolArray = npt.NDArray[np.bool_]
@@ -59,7 +60,7 @@ def u32_to_prob(p32: int) -> float:
 def xof(label: str, seed: bytes, bind: bytes, idx: Sequence[int], n_bytes: int) -> bytes:
     """``n_bytes`` of ``SHAKE-256(DOMAIN || label || 0x00 || seed || bind || u64be(idx)...)``."""
     h = hashlib.shake_256()
-    h.update(DOMAIN + label.encode("ascii") + b"\x00")
+    h.update(domain_prefix(label))
     h.update(seed)
     h.update(bind)
     for i in idx:
@@ -141,7 +142,7 @@ def int_seed(value: int) -> bytes:
 
 def bind_digest(*parts: bytes) -> bytes:
     """``SHA-256("attribution.v1/bind" || part_0 || part_1 ...)`` for binding a derivation."""
-    h = hashlib.sha256(DOMAIN + b"bind")
+    h = hashlib.sha256(domain_prefix(TAG_BIND, terminated=False))
     for part in parts:
         h.update(struct.pack(">Q", len(part)))
         h.update(part)

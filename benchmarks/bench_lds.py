@@ -2,7 +2,7 @@
 
 For every (task, method) pair: the protocol attribution from
 ``attribution.estimators.registry.compute(task, method, budget, seed)``, its LDS
-(Spearman over evaluation subsets, mean over outputs, METHODS.md §13.4) with a 95 %
+(Spearman over evaluation subsets, mean over outputs, docs/lds-benchmark.md) with a 95 %
 percentile-bootstrap interval over subsets, and the method's wall time. One JSON object
 per line on stdout.
 

@@ -1,6 +1,6 @@
 """Benchmark: group-removal parameter error of IF, NS and RIF against exact retraining.
 
-Synthetic Gaussian logistic regression (METHODS.md §5): ``x ~ N(0, I_d)``,
+Synthetic Gaussian logistic regression (docs/benchmarks.md): ``x ~ N(0, I_d)``,
 ``y ~ Bernoulli(sigmoid(theta*.x))`` with ``||theta*|| = signal``, no intercept, L2
 ``lam`` in convention A. For each group size k, ``groups`` uniformly random groups T of
 k training points; for each T the exact ``theta_{-T}`` (warm-started Newton to 1e-10)
@@ -9,7 +9,7 @@ JSON line each): the mean true effect ``||theta_{-T} - theta||``, the mean error
 ``||theta_{-T} - theta_T^est||`` and the relative errors (error / effect). The last line
 holds the least-squares slopes of log(mean error) against log(k).
 
-Theory (Rubinstein & Hopkins, arXiv 2512.12572; METHODS.md §5), at fixed (n, d)::
+Theory (Rubinstein & Hopkins, arXiv 2512.12572), at fixed (n, d)::
 
     E ||theta_T - theta_T^NS||    = O~(k d / n^2)              slope 1 in k
     E ||theta_T^NS - theta_T^IF|| = O~((k + d) sqrt(k d) / n^2)  slope 1/2 (k << d) .. 3/2 (k >> d)

@@ -1,6 +1,6 @@
 """Building and running the Prover's gRPC server (``vattr serve``).
 
-Sync gRPC server (ENGINEERING.md 1.1) with the health service always on, optional
+Sync gRPC server with the health service always on, optional
 reflection, TLS / mutual TLS, bearer tokens, a cap on concurrent RPCs
 (RESOURCE_EXHAUSTED beyond it), ``so_reuseport`` off so that a second bind of the same
 port fails loudly, and graceful shutdown: health goes NOT_SERVING, new sessions are

@@ -8,7 +8,7 @@ session id and token) and server crashes: every step is saved to the session's s
 ``session.json`` (:mod:`prover.session_file`) before it is answered, and
 :meth:`ProverServicer.restore` replays the saved sessions of a store on start-up and
 restarts their unfinished training jobs, which skip the rows already in the store. Bad
-input maps to gRPC status codes (ENGINEERING.md 1.6) and never takes the server down.
+input maps to gRPC status codes (docs/protocol.md section 2.8) and never takes the server down.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Identities of exact Fourier analysis under B_p (docs/protocol.md section 1.2), checked by enumeration."""
+"""Exact Fourier identities under B_p (docs/protocol.md section 1.2), checked by enumeration."""
 
 from __future__ import annotations
 
@@ -113,7 +113,10 @@ def test_weighted_least_squares_equals_theta_star(n: int, p: float) -> None:
 
 @pytest.mark.parametrize("p", [0.3, 0.5])
 def test_sign_convention_and_influence(p: float) -> None:
-    """Positive theta_i <=> including i raises f; infl_i = 2 theta*_i (docs/protocol.md section 1.2)."""
+    """Positive theta_i <=> including i raises f; infl_i = 2 theta*_i.
+
+    See docs/protocol.md section 1.2.
+    """
     n = 6
     masks = fx.all_subsets(n)
     values = masks[:, 2].astype(float) - 0.5 * masks[:, 4]  # f = 1[2 in S] - 0.5 * 1[4 in S]

@@ -2,7 +2,7 @@
 
 Results go to stdout (``--json``: exactly one JSON object); logs and progress go to
 stderr. Exit codes: 0 ok / ACCEPT, 1 REJECT, 2 usage error (bad input; nothing written),
-3 protocol or transport error, 4 INCONCLUSIVE.
+3 protocol or transport error, 4 INCONCLUSIVE, 5 internal error.
 """
 
 from __future__ import annotations

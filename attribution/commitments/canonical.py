@@ -36,9 +36,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.encoding import DOMAIN, domain_prefix
-
-__all__ = ["DOMAIN"]  # re-exported: the one definition is attribution.encoding.DOMAIN
+from attribution.encoding import DOMAIN as DOMAIN  # re-export; defined once there
+from attribution.encoding import domain_prefix
 
 DTYPE_F64LE = 0x01
 """Dtype code in :func:`vector_header`: IEEE-754 binary64, little-endian."""

@@ -44,15 +44,14 @@ from typing import Any
 from attribution.commitments.errors import TranscriptError
 from attribution.encoding import (
     DOMAIN,
-    PROTOCOL_VERSION,
     TAG_TRANSCRIPT,
     canonical_json,
     domain_hash,
     domain_prefix,
 )
+from attribution.encoding import PROTOCOL_VERSION as PROTOCOL_VERSION  # re-export
 
 TRANSCRIPT_DOMAIN = domain_prefix(TAG_TRANSCRIPT, terminated=False)
-__all__ = ["PROTOCOL_VERSION"]  # re-exported from attribution.encoding
 JSONL_FORMAT = (DOMAIN + TAG_TRANSCRIPT.encode()).decode()
 MAX_SESSION_ID = 255
 _U32 = 1 << 32

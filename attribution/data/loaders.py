@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from attribution.encoding import TAG_DATA, domain_prefix
 from attribution.errors import UsageError
 from attribution.subsets import xof
 
@@ -48,7 +49,7 @@ def _array_block(a: npt.NDArray[np.float64]) -> bytes:
 
 def arrays_digest(tag: str, arrays: dict[str, npt.NDArray[np.float64]]) -> str:
     """``sha256:<hex>`` over named float64 arrays, in sorted name order."""
-    h = hashlib.sha256(b"attribution.v1/" + tag.encode())
+    h = hashlib.sha256(domain_prefix(tag, terminated=False))
     for name in sorted(arrays):
         h.update(struct.pack(">Q", len(name)) + name.encode())
         h.update(_array_block(arrays[name]))
@@ -57,7 +58,7 @@ def arrays_digest(tag: str, arrays: dict[str, npt.NDArray[np.float64]]) -> str:
 
 def data_digest(raw: RawData) -> str:
     """Content digest of a data set (see the module docstring)."""
-    h = hashlib.sha256(b"attribution.v1/data")
+    h = hashlib.sha256(domain_prefix(TAG_DATA, terminated=False))
     h.update(_array_block(raw.X))
     h.update(_array_block(raw.y))
     return "sha256:" + h.hexdigest()

@@ -1,7 +1,7 @@
 """Synthetic "training" oracle whose Fourier spectrum under B_p is known exactly.
 
-Notation (docs/protocol.md sections 1.1-1.2): a subset is ``x`` in ``{-1, +1}^N`` (``x_i = +1`` <=> point
-``i`` included; arrays hold the boolean mask ``x == +1``), ``mu = 2p - 1``,
+Notation (docs/protocol.md sections 1.1-1.2): a subset is ``x`` in ``{-1, +1}^N``
+(``x_i = +1`` <=> point ``i`` included; arrays hold the boolean mask ``x == +1``), ``mu = 2p - 1``,
 ``sigma = sqrt(4p(1-p))``, ``phi_i(x) = (x_i - mu)/sigma``, ``phi_T = prod_{i in T} phi_i``.
 
 Oracle

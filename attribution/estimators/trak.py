@@ -28,7 +28,6 @@ subsets ``x ~ B_p`` with their own seeds: rows ``0..M-1`` of the fitting plan) :
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from attribution.encoding import TAG_TRAK_PROJECTION, domain_hash
 from attribution.estimators.gradient import (
     InfluenceModel,
     binary_or_multiclass_margin,
@@ -71,9 +71,10 @@ DEFAULT_REL_RIDGE = 1e-8
 def projection_seed(seed: int, checkpoint: int) -> int:
     """Seed of checkpoint ``m``'s projection: the first 8 bytes (big-endian, top bit
     cleared) of ``SHA-256("attribution.v1/trak-projection" || u64be(seed) || u64be(m))``."""
-    h = hashlib.sha256(b"attribution.v1/trak-projection")
-    h.update(struct.pack(">QQ", seed % (1 << 64), checkpoint))
-    return int.from_bytes(h.digest()[:8], "big") & ((1 << 63) - 1)
+    digest = domain_hash(
+        TAG_TRAK_PROJECTION, struct.pack(">QQ", seed % (1 << 64), checkpoint), terminated=False
+    )
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
 def projection_matrix(

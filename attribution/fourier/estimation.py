@@ -13,8 +13,8 @@ seed. The level mean of the products is ::
 
 where ``u = f`` (target ``"paper"`` / ``"b_ge2_fbar"``) or ``u = r = f - g`` for a known
 affine ``g`` (target ``"residual"``). With independent seeds and ``t < 1`` this is the
-noise stability of the seed-averaged function ``fbar`` (docs/protocol.md section 5.1). The ``"paper"``
-target also uses ``N_1`` singletons ``x ~ B_p`` ("level 1") with mean square
+noise stability of the seed-averaged function ``fbar`` (docs/protocol.md section 5.1).
+The ``"paper"`` target also uses ``N_1`` singletons ``x ~ B_p`` ("level 1") with mean square
 ``B̂ = (1/N_1) sum_j f(x_j)^2``, ``E[B̂] = E[f^2]``.
 
 Degree-2 fit (docs/protocol.md section 5.3)
@@ -41,7 +41,8 @@ is ``"interp"``:
   = 1 B̂ + (3/(2 rho) - 1) y0 - (2/rho) y_rho + (1/(2 rho)) y_2rho``
   (keys ``"single", "0", "rho", "2rho"``; ``sum |c| = 4/rho``).
 * ``"residual"``: ``err^ = z0 + z1 = (1 - 3/(2 rho)) y0 + (2/rho) y_rho - (1/(2 rho)) y_2rho``
-  of ``r = f - g`` (docs/protocol.md section 5.4: ``B0(r) + B1(r) = err(a)``, ``B_>=2(r) = B_>=2(f)``).
+  of ``r = f - g`` (docs/protocol.md section 5.4: ``B0(r) + B1(r) = err(a)``,
+  ``B_>=2(r) = B_>=2(f)``).
 * ``"b_ge2_fbar"`` (only ``2 rho = 1``): ``y_1 - z0 - z1
   = (3/(2 rho) - 1) y0 - (2/rho) y_rho + (1 + 1/(2 rho)) y_2rho`` = ``2 y0 - 4 y_1/2 + 2 y_1``.
   Pairs at level ``t = 1`` are the same subset trained twice with independent seeds, so

@@ -15,12 +15,13 @@ changed; an edit of the hash map itself breaks the signed digest.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
+
+from attribution.encoding import TAG_CERTIFICATE, canonical_json, domain_hash
 
 
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    return canonical_json(value)
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -44,7 +45,7 @@ def field_hashes(certificate: dict[str, Any]) -> dict[str, str]:
 
 
 def certificate_digest(hashes: dict[str, str]) -> bytes:
-    return hashlib.sha256(b"attribution.v1/certificate\x00" + canonical(hashes)).digest()
+    return domain_hash(TAG_CERTIFICATE, canonical(hashes))
 
 
 def changed_fields(certificate: dict[str, Any], hashes: dict[str, str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Challenge set E, spot-check set C and MSE set M, derived with SHAKE-256 (docs/protocol.md section 4).
+"""Challenge set E, spot-check set C and MSE set M from SHAKE-256 (docs/protocol.md section 4).
 
 Layout of E (``ChallengeLayout``): for each noise level t in (0, rho, 2 rho), ``n_t`` pairs
 stored as consecutive rows ``x, x'``; then ``n_single`` singletons (paper estimator).

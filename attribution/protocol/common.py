@@ -3,7 +3,6 @@ commitments, session ids, the challenge plan constructor and affine predictions.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -12,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from attribution.encoding import TAG_SEED_COMMIT, TAG_SESSION, domain_hash
 from attribution.errors import UsageError
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.params import ProtocolParams
@@ -88,14 +88,12 @@ def u64be(*xs: int) -> bytes:
 
 def seed_commitment(label: str, seed: bytes, salt: bytes) -> bytes:
     """``SHA-256("attribution.v1/seed-commit" 0x00 label 0x00 seed salt)``."""
-    return hashlib.sha256(
-        b"attribution.v1/seed-commit\x00" + label.encode() + b"\x00" + seed + salt
-    ).digest()
+    return domain_hash(TAG_SEED_COMMIT, label.encode(), b"\x00", seed, salt)
 
 
 def session_id_for(open_bytes: bytes) -> bytes:
     """Both sides derive the session id from the open message: 16 bytes of its hash."""
-    return hashlib.sha256(b"attribution.v1/session\x00" + open_bytes).digest()[:16]
+    return domain_hash(TAG_SESSION, open_bytes)[:16]
 
 
 def make_challenge_plan(

@@ -88,7 +88,10 @@ class OutputDecision:
 def prescreen(
     attribution_row: FloatArray, p: float, b: float, epsilon: float
 ) -> tuple[bool, float]:
-    """``E[g^2] = (a0 + mu sum a)^2 + sigma^2 sum a^2 <= (b + sqrt(eps))^2`` (docs/protocol.md section 6.3)."""
+    """``E[g^2] = (a0 + mu sum a)^2 + sigma^2 sum a^2 <= (b + sqrt(eps))^2``.
+
+    The prescreen of docs/protocol.md section 6.3.
+    """
     mu, sigma2 = 2 * p - 1, 4 * p * (1 - p)
     a0, a = attribution_row[0], attribution_row[1:]
     eg2 = float((a0 + mu * a.sum()) ** 2 + sigma2 * float(a @ a))

@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
+from attribution.encoding import PROTOCOL_VERSION as PROTOCOL_VERSION  # re-export
+from attribution.encoding import canonical_json
 from attribution.errors import UsageError
-
-PROTOCOL_VERSION = 1
 
 
 class MessageError(UsageError):
@@ -47,7 +47,8 @@ class Message:
         return out
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        # allow_nan=True keeps json.dumps' historical behaviour for these bytes
+        return canonical_json(self.to_dict(), allow_nan=True)
 
 
 @dataclass(frozen=True)

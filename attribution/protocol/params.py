@@ -8,12 +8,12 @@ outputs verified, and the split of delta over the failure events.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from attribution.encoding import TAG_PARAMS, domain_hash
+from attribution.encoding import canonical_json as _canonical_json
 from attribution.errors import UsageError
 
 ESTIMATORS = ("paper", "residual")
@@ -117,7 +117,8 @@ class ProtocolParams:
             raise UsageError(f"malformed protocol parameters: {exc}") from exc
 
     def canonical_json(self) -> bytes:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        # allow_nan=True keeps json.dumps' historical bytes; fields are validated finite
+        return _canonical_json(self.to_dict(), allow_nan=True)
 
     def digest(self) -> bytes:
-        return hashlib.sha256(b"attribution.v1/params\x00" + self.canonical_json()).digest()
+        return domain_hash(TAG_PARAMS, self.canonical_json())

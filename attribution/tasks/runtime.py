@@ -32,6 +32,7 @@ from attribution.data.loaders import (
     split_indices,
     standardize,
 )
+from attribution.encoding import TAG_TASK, domain_prefix
 from attribution.errors import UsageError
 from attribution.subsets import seed_to_u64
 from attribution.tasks.spec import TaskSpec
@@ -56,7 +57,7 @@ class Task(ABC):
         """32-byte task digest (spec + data + plug-in sources), computed once per loaded
         task: it is checked on every training block, and a plug-in's sources are read from
         disk for it (the code a process runs is the code it loaded)."""
-        h = hashlib.sha256(b"attribution.v1/task\x00")
+        h = hashlib.sha256(domain_prefix(TAG_TASK))
         h.update(self.spec.canonical_json())
         h.update(b"\x00" + self.data_digest.encode())
         for extra in self._extra_digests():

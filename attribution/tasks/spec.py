@@ -45,13 +45,13 @@ field. The task digest (see :mod:`attribution.tasks.runtime`) covers the canonic
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from attribution.encoding import canonical_json as _canonical_json
 from attribution.errors import UsageError
 
 TRAINERS = ("logistic", "multinomial", "ridge", "mlp", "oracle")
@@ -144,7 +144,7 @@ class TaskSpec:
 
     def canonical_json(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces, repr floats) of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return _canonical_json(self.to_dict(), allow_nan=True)  # finite-checked on load
 
     def with_p(self, p: float) -> TaskSpec:
         """The same task with another sampling probability (a different task digest)."""

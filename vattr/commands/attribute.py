@@ -16,13 +16,13 @@ checks that FILE was computed for T (same task digest) and prints one JSON objec
   :func:`attribution.metrics.lds.evaluation_plan` (derivation domain ``b"evaluate"``,
   seed ``--eval-seed``, which must differ from the file's fitting seed) and reports
   ``lds``, ``lds_ci`` (bootstrap over subsets), per-output values, and the held-out fit
-  ``heldout_mse`` / ``heldout_r2`` on the same subsets (METHODS.md §13.4, §13.7);
+  ``heldout_mse`` / ``heldout_r2`` on the same subsets (docs/lds-benchmark.md);
 * ``loo``: exact leave-one-out on ``--points`` sampled points, correlated with the
-  predicted removal effect ``-2 a_i`` (§13.3);
-* ``brittleness``: top-k vs random-k removal for ``--output`` (§13.5);
+  predicted removal effect ``-2 a_i``;
+* ``brittleness``: top-k vs random-k removal for ``--output``;
 * ``auc``: mislabel-detection AUC against ``--mislabeled`` (a .npy bool mask (N,) or
   index list) using the file's ``self_scores`` array if it has one, else the harm to
-  the validation outputs ``-mean_t a_ti`` (§13.6).
+  the validation outputs ``-mean_t a_ti``.
 """
 
 from __future__ import annotations

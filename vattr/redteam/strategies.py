@@ -5,7 +5,7 @@ Spelling (``parse_strategy``): ``honest``, ``scale:C``, ``boost:BETA``, ``zero:F
 ``inflate-residual``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``,
 ``never-finish``.
 
-Attribution attacks (PROTOCOL 4.1 / 13.3) keep the mean prediction ``a0 + mu sum a``
+Attribution attacks (docs/protocol.md sections 1.3, 6.12) keep the mean prediction ``a0 + mu sum a``
 fixed (the intercept is re-fitted), so their error is exactly the degree-1 change:
 
 * ``scale:C``  -- ``a_i <- C a_i``: err = (1 - C)^2 B_1 for the exact optimum;
