@@ -20,12 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from attribution.commitments import (
     SigningKey,
     fingerprint,
-    load_private_key,
-    save_private_key,
     signing_message,
     verify,
 )
 from attribution.errors import UsageError
+from attribution.keyfiles import load_private_key, save_private_key
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
 
