@@ -176,7 +176,7 @@ def plan_run(
         m_star = et * r * n / 160
         k = math.ceil((6 * n + n_single) / max(m_star, 1e-300) * math.log(4 / delta))
         m = math.ceil(128 * math.log(8 / delta) / et**2) if estimator == "paper" else 0
-        notes.append("theory preset: worst-case constants of PROTOCOL.md 7.2")
+        notes.append("theory preset: worst-case constants of docs/protocol.md section 7.3")
     else:
         target = "residual" if estimator == "residual" else "paper"
         b3_hint = h if estimator == "residual" else h_f2

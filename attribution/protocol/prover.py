@@ -17,8 +17,8 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from attribution.commitments import Direction, SigningKey, Transcript, vector_root, verify
-from attribution.protocol import need
+from attribution.commitments import Direction, SigningKey, Transcript, vector_root
+from attribution.protocol import need, statements
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.common import (
     Phase,
@@ -27,7 +27,6 @@ from attribution.protocol.common import (
     make_challenge_plan,
     seed_commitment,
     session_id_for,
-    u64be,
 )
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
@@ -82,7 +81,7 @@ class ProverSession:
         self.session_id = session_id_for(data)
         self.transcript = Transcript(self.session_id, PROTOCOL_VERSION)
         self.transcript.append(Direction.VERIFIER_TO_PROVER, "open", data)
-        sig = self.key.sign("opened", self.session_id, self.nonce, self.head)
+        sig = statements.sign(self.key, statements.opened(self.session_id, self.nonce, self.head))
         out = SessionOpened(
             session_id=self.session_id,
             nonce=self.nonce,
@@ -109,7 +108,8 @@ class ProverSession:
             raise ProtocolError(f"{expected} must be a matrix")
         root = vector_root(M.ravel())
         rows, cols = M.shape
-        sig = self.key.sign(f"commit/{what}", self.session_id, root, u64be(rows, cols), self.head)
+        statement = statements.commit(what, self.session_id, root, rows, cols, self.head)
+        sig = statements.sign(self.key, statement)
         out = kind(root=root, rows=rows, cols=cols, signature=sig)
         transcript.append(Direction.PROVER_TO_VERIFIER, f"commit_{what}", out.to_bytes())
         self.phase = phase
@@ -159,15 +159,12 @@ class ProverSession:
         verifies only if both transcripts agree -- and the revealed secret seeds."""
         open_msg = need(self.open_msg, "open message")
         msg = decode(data, VerdictMessage)
-        ok = verify(
+        ok = statements.verify(
             open_msg.verifier_key,
             msg.signature,
-            "verdict",
-            self.session_id,
-            self.head,
-            msg.verdict.encode(),
-            msg.reason.encode(),
-            msg.certificate_digest,
+            statements.verdict(
+                self.session_id, self.head, msg.verdict, msg.reason, msg.certificate_digest
+            ),
         )
         if not ok:
             raise ProtocolError("bad Verifier signature on the verdict (or transcripts differ)")

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.commitments import Direction, Transcript, vector_root, verify
-from attribution.protocol import need
+from attribution.commitments import Direction, Transcript, vector_root
+from attribution.protocol import need, statements
 from attribution.protocol.certificate import certificate_digest, field_hashes, values_digest
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan, MsePlan, spot_check_rows
 from attribution.protocol.common import (
@@ -45,7 +45,6 @@ from attribution.protocol.common import (
     make_challenge_plan,
     seed_commitment,
     session_id_for,
-    u64be,
 )
 from attribution.protocol.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, prescreen
 from attribution.protocol.messages import (
@@ -192,7 +191,8 @@ class VerifierSession:
             raise ProtocolError("the Prover answered with another session id")
         if len(msg.nonce) != 32 or len(msg.prover_key) != 32:
             raise ProtocolError("the Prover's nonce and key must be 32 bytes each")
-        if not verify(msg.prover_key, msg.signature, "opened", msg.session_id, msg.nonce, head):
+        statement = statements.opened(msg.session_id, msg.nonce, head)
+        if not statements.verify(msg.prover_key, msg.signature, statement):
             raise ProtocolError("bad Prover signature on the session opening")
         self.nonce, self.prover_key = msg.nonce, msg.prover_key
         self.phase = Phase.SESSION
@@ -209,8 +209,8 @@ class VerifierSession:
         head = self.head
         msg = decode(data, kind)
         self._log(Direction.PROVER_TO_VERIFIER, f"commit_{what}", data)
-        fields = (self.session_id, msg.root, u64be(msg.rows, msg.cols), head)
-        if not verify(self.prover_key, msg.signature, f"commit/{what}", *fields):
+        statement = statements.commit(what, self.session_id, msg.root, msg.rows, msg.cols, head)
+        if not statements.verify(self.prover_key, msg.signature, statement):
             raise ProtocolError(f"bad Prover signature on the {what} commitment")
         if (msg.rows, msg.cols) != shape:
             self._fail("malformed", f"{what} shape ({msg.rows}, {msg.cols}) != {shape}")
@@ -480,8 +480,8 @@ class VerifierSession:
         }
         hashes = field_hashes(certificate)
         digest = certificate_digest(hashes)
-        signature = self.key.sign(
-            "verdict", self.session_id, self.head, verdict.encode(), reason.encode(), digest
+        signature = statements.sign(
+            self.key, statements.verdict(self.session_id, self.head, verdict, reason, digest)
         )
         msg = VerdictMessage(
             verdict=verdict,

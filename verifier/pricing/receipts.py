@@ -81,13 +81,12 @@ from attribution.commitments import (
     Transcript,
     fingerprint,
     open_element,
-    verify,
     verify_element,
 )
 from attribution.commitments.errors import VerificationError
 from attribution.errors import UsageError
+from attribution.protocol import statements
 from attribution.protocol.certificate import canonical, certificate_digest, flatten
-from attribution.protocol.common import u64be
 from attribution.protocol.messages import AttributionCommitment, VerdictMessage, decode
 from verifier.pricing.payouts import LoadedReport, Pricing
 
@@ -422,7 +421,8 @@ def _verify(data: bytes, res: ReceiptCheck) -> None:
         opened[t] = value
 
     # 3. the Prover's commitment
-    if not verify(pkey, psig, "commit/attribution", session, root, u64be(rows, cols), commit_head):
+    commit_st = statements.commit_attribution(session, root, rows, cols, commit_head)
+    if not statements.verify(pkey, psig, commit_st):
         res.fail(
             "prover_signature",
             "the Prover's signature on (session, root, shape) does not verify",
@@ -431,7 +431,8 @@ def _verify(data: bytes, res: ReceiptCheck) -> None:
     # 4. the Verifier's verdict and the signed certificate fields
     if certificate_digest(hashes) != digest:
         res.fail("field_hashes", "do not hash to the certificate digest")
-    if not verify(vkey, vsig, "verdict", session, head, verdict.encode(), reason.encode(), digest):
+    verdict_st = statements.verdict(session, head, verdict, reason, digest)
+    if not statements.verify(vkey, vsig, verdict_st):
         res.fail("verdict_signature", "the Verifier's signature on the verdict does not verify")
     signed = {
         "session_id": obj["session_id"],

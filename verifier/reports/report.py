@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from attribution.commitments import Transcript, vector_root, verify
+from attribution.commitments import Transcript, vector_root
 from attribution.commitments.errors import TranscriptError
 from attribution.errors import UsageError
+from attribution.protocol import statements
 from attribution.protocol.certificate import certificate_digest, changed_fields, values_digest
-from attribution.protocol.common import TaskInfo, seed_commitment, u64be
+from attribution.protocol.common import TaskInfo, seed_commitment
 from attribution.protocol.driver import StreamRejected, run_verifier
 from attribution.protocol.messages import (
     AttributionCommitment,
@@ -220,15 +221,12 @@ def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckRes
     except ValueError:
         res.fail("certificate", "keys, session id or head are not hex")
         return res
-    if not verify(
+    if not statements.verify(
         vkey,
         vmsg.signature,
-        "verdict",
-        session_id,
-        head,
-        vmsg.verdict.encode(),
-        vmsg.reason.encode(),
-        vmsg.certificate_digest,
+        statements.verdict(
+            session_id, head, vmsg.verdict, vmsg.reason, vmsg.certificate_digest
+        ),
     ):
         res.fail("verdict_message.signature", "the Verifier's signature does not verify")
     for name, value in (("verdict", vmsg.verdict), ("reason", vmsg.reason)):
@@ -326,19 +324,19 @@ def _check_transcript(
     if pkey.hex() != cert.get("prover_key"):
         res.fail("certificate.prover_key", "differs from the Prover's opening")
     e_open = by_label["opened"]
-    if not verify(
-        pkey, opened.signature, "opened", opened.session_id, opened.nonce, heads[e_open.index - 1]
+    if not statements.verify(
+        pkey,
+        opened.signature,
+        statements.opened(opened.session_id, opened.nonce, heads[e_open.index - 1]),
     ):
         res.fail("transcript_jsonl.opened", "the Prover's signature does not verify")
     e_a = by_label["commit_attribution"]
-    if not verify(
+    if not statements.verify(
         pkey,
         commit_a.signature,
-        "commit/attribution",
-        opened.session_id,
-        commit_a.root,
-        u64be(commit_a.rows, commit_a.cols),
-        heads[e_a.index - 1],
+        statements.commit_attribution(
+            opened.session_id, commit_a.root, commit_a.rows, commit_a.cols, heads[e_a.index - 1]
+        ),
     ):
         res.fail("transcript_jsonl.commit_attribution", "the Prover's signature does not verify")
     if commit_a.root.hex() != cert.get("attribution_root"):
@@ -350,14 +348,16 @@ def _check_transcript(
         except MessageError as exc:
             res.fail("transcript_jsonl.commit_evaluations", str(exc))
             return
-        if not verify(
+        if not statements.verify(
             pkey,
             commit_f.signature,
-            "commit/evaluations",
-            opened.session_id,
-            commit_f.root,
-            u64be(commit_f.rows, commit_f.cols),
-            heads[e_f.index - 1],
+            statements.commit_evaluations(
+                opened.session_id,
+                commit_f.root,
+                commit_f.rows,
+                commit_f.cols,
+                heads[e_f.index - 1],
+            ),
         ):
             res.fail(
                 "transcript_jsonl.commit_evaluations", "the Prover's signature does not verify"
