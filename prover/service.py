@@ -32,11 +32,11 @@ import numpy.typing as npt
 
 from attribution import __version__
 from attribution.commitments import LEAF_VALUES, SigningKey
-from attribution.errors import StoreCorruptError, StoreMismatchError, UsageError
+from attribution.errors import ProtocolError, StoreCorruptError, StoreMismatchError, UsageError
 from attribution.execution import ResultStore, run_plan
 from attribution.execution.executors import Executor
 from attribution.protocol import need
-from attribution.protocol.common import Phase, ProtocolError
+from attribution.protocol.common import Phase
 from attribution.protocol.messages import MessageError
 from attribution.protocol.prover import ProverSession
 from attribution.v1 import common_pb2, prover_pb2, prover_pb2_grpc

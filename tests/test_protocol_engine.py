@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from attribution.commitments import SigningKey
+from attribution.errors import ProtocolError
 from attribution.estimators.sources import claimed_mse, honest_attribution
-from attribution.protocol.common import ProtocolError, TaskInfo, task_info
+from attribution.protocol.common import TaskInfo, task_info
 from attribution.protocol.messages import MessageError, SessionOpened
 from attribution.protocol.planner import plan_run
 from attribution.protocol.prover import ProverSession

@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from attribution import __version__
-from attribution.errors import StoreCorruptError, UsageError
+from attribution.errors import EXIT_INTERNAL, UsageError, VattrError
 from vattr.cli_args import add_task_args
 from vattr.commands import attribute, audit, pricing, serve
 
 EXIT_OK, EXIT_REJECT, EXIT_USAGE, EXIT_PROTOCOL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
-# an error of vattr's own (a bug): never 1, which means REJECT
-EXIT_INTERNAL = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,12 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = handlers.get(args.command) or args.handler
         code: int = handler(args)
         return code
-    except UsageError as exc:
+    except VattrError as exc:  # one line; the class says whose fault and which code
         print(f"vattr: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreCorruptError as exc:
-        print(f"vattr: error: {exc}", file=sys.stderr)
-        return EXIT_PROTOCOL
+        return exc.exit_code
     except KeyboardInterrupt:
         print("vattr: interrupted (completed rows are kept; rerun to resume)", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from attribution.errors import TransportError
 from attribution.v1 import prover_pb2, prover_pb2_grpc
 from verifier.transport_errors import EXPIRED, HOSTNAME, SERVER_NOT_TLS, UNTRUSTED, explain
 
@@ -27,16 +28,14 @@ RETRYABLE = frozenset({"UNAVAILABLE"})
 CONFIG_ERRORS = frozenset({EXPIRED, UNTRUSTED, HOSTNAME, SERVER_NOT_TLS})
 
 
-class TransportError(Exception):
-    """The Prover could not be reached or answered with an error status.
-
-    ``code`` is the gRPC status name (``"UNAVAILABLE"``, ...) when there was one; ``hint``
-    the one-line explanation of a connection failure (:func:`explain`), if any."""
-
-    def __init__(self, message: str, code: str | None = None, hint: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.hint = hint
+__all__ = [
+    "CONFIG_ERRORS",
+    "RETRYABLE",
+    "ClientTLS",
+    "MalformedStream",
+    "ProverClient",
+    "TransportError",
+]
 
 
 class MalformedStream(TransportError):

@@ -12,7 +12,7 @@ def need(value: T | None, what: str) -> T:
     """``value`` if present; otherwise the step ran before ``what`` existed (a bug or an
     out-of-order call): raise instead of continuing with missing state."""
     if value is None:
-        from attribution.errors import UsageError
+        from attribution.errors import LocalProtocolError
 
-        raise UsageError(f"protocol state missing: {what}")
+        raise LocalProtocolError(f"protocol state missing: {what}")
     return value

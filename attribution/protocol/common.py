@@ -12,7 +12,6 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.encoding import TAG_SEED_COMMIT, TAG_SESSION, domain_hash
-from attribution.errors import UsageError
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.params import ProtocolParams
 from attribution.subsets import prob_to_u32
@@ -65,10 +64,6 @@ class LoadedTask(Protocol):
 def task_info(task: LoadedTask) -> TaskInfo:
     """The :class:`TaskInfo` of a loaded task."""
     return TaskInfo(task.n_points, task.n_outputs, task.bound, task.tau, task.spec.p)
-
-
-class ProtocolError(UsageError):
-    """A protocol step was called out of order or with inconsistent data."""
 
 
 class Phase(IntEnum):

@@ -15,11 +15,11 @@ from typing import Any, ClassVar, TypeVar
 
 from attribution.encoding import PROTOCOL_VERSION as PROTOCOL_VERSION  # re-export
 from attribution.encoding import canonical_json
-from attribution.errors import UsageError
+from attribution.errors import RemoteProtocolError
 
 
-class MessageError(UsageError):
-    """A malformed or unexpected protocol message."""
+class MessageError(RemoteProtocolError):
+    """A malformed or unexpected protocol message (the other party's doing)."""
 
 
 T = TypeVar("T", bound="Message")

@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import Direction, SigningKey, Transcript, vector_root
+from attribution.errors import LocalProtocolError, RemoteProtocolError
 from attribution.protocol import need, statements
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.common import (
     Phase,
-    ProtocolError,
     TaskInfo,
     make_challenge_plan,
     seed_commitment,
@@ -63,7 +63,7 @@ class ProverSession:
 
     def _expect(self, phase: Phase, step: str) -> None:
         if self.phase != phase:
-            raise ProtocolError(f"{step}: not allowed in phase {self.phase.name}")
+            raise LocalProtocolError(f"{step}: not allowed in phase {self.phase.name}")
 
     @property
     def head(self) -> bytes:
@@ -73,9 +73,9 @@ class ProverSession:
         self._expect(Phase.NEW, "on_open")
         msg = decode(data, OpenSession)
         if msg.protocol_version != PROTOCOL_VERSION:
-            raise ProtocolError(f"unsupported protocol version {msg.protocol_version}")
+            raise RemoteProtocolError(f"unsupported protocol version {msg.protocol_version}")
         if msg.task_digest != self.task_digest:
-            raise ProtocolError("the Verifier asks for another task (digest mismatch)")
+            raise RemoteProtocolError("the Verifier asks for another task (digest mismatch)")
         self.params = ProtocolParams.from_dict(msg.params)
         self.open_msg = msg
         self.session_id = session_id_for(data)
@@ -105,7 +105,7 @@ class ProverSession:
         transcript = need(self.transcript, "transcript")
         M = np.asarray(values, dtype=np.float64)
         if M.ndim != 2:
-            raise ProtocolError(f"{expected} must be a matrix")
+            raise LocalProtocolError(f"{expected} must be a matrix")
         root = vector_root(M.ravel())
         rows, cols = M.shape
         statement = statements.commit(what, self.session_id, root, rows, cols, self.head)
@@ -134,7 +134,7 @@ class ProverSession:
         params = need(self.params, "parameters")
         msg = decode(data, ChallengeReveal)
         if seed_commitment("E", msg.seed, msg.salt) != open_msg.commit_e:
-            raise ProtocolError("the revealed challenge seed does not match its commitment")
+            raise RemoteProtocolError("the revealed challenge seed does not match its commitment")
         transcript.append(Direction.VERIFIER_TO_PROVER, "reveal_challenge", data)
         bind = bind_digest(
             self.task_digest, params.digest(), self.session_id, self.nonce, self.root_a
@@ -167,10 +167,12 @@ class ProverSession:
             ),
         )
         if not ok:
-            raise ProtocolError("bad Verifier signature on the verdict (or transcripts differ)")
+            raise RemoteProtocolError(
+                "bad Verifier signature on the verdict (or transcripts differ)"
+            )
         if seed_commitment("C", msg.seed_c, msg.salt_c) != open_msg.commit_c or (
             seed_commitment("M", msg.seed_m, msg.salt_m) != open_msg.commit_m
         ):
-            raise ProtocolError("revealed spot-check or MSE seeds do not match commitments")
+            raise RemoteProtocolError("revealed spot-check or MSE seeds do not match commitments")
         self.phase = Phase.DECIDED
         return msg

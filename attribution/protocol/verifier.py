@@ -12,10 +12,12 @@ Message order (docs/protocol.md section 2.3), each message appended to the hash-
     ``decide(spot_values, mse_values)`` -> :class:`Outcome` (verdict, certificate, signed
     VerdictMessage revealing seed_C and seed_M)
 
-Calling a step out of order raises :class:`ProtocolError`. A Prover message that is
-malformed, badly signed or inconsistent with its commitment does not raise: it fixes the
-verdict to REJECT with the reason (``malformed``, ``commitment_mismatch``), which is then
-signed like any other verdict.
+Calling a step out of order raises :class:`~attribution.errors.LocalProtocolError` (our
+misuse). A Prover message that cannot be decoded or is badly signed raises
+:class:`~attribution.errors.RemoteProtocolError` (there is no signed statement to judge);
+a committed vector that is malformed or inconsistent with its commitment does not raise:
+it fixes the verdict to REJECT with the reason (``malformed``, ``commitment_mismatch``),
+which is then signed like any other verdict.
 
 Modes: ``interactive`` (the protocol above), ``noninteractive`` (the Verifier trains E
 itself: steps 3 and 5 are skipped and the local values replace the Prover's), ``naive``
@@ -33,12 +35,12 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import Direction, Transcript, vector_root
+from attribution.errors import LocalProtocolError, RemoteProtocolError
 from attribution.protocol import need, statements
 from attribution.protocol.certificate import certificate_digest, field_hashes, values_digest
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan, MsePlan, spot_check_rows
 from attribution.protocol.common import (
     Phase,
-    ProtocolError,
     Signer,
     TaskInfo,
     g_values,
@@ -143,7 +145,7 @@ class VerifierSession:
     # -- helpers ---------------------------------------------------------------------
     def _expect(self, phase: Phase, step: str) -> None:
         if self.phase != phase:
-            raise ProtocolError(f"{step}: not allowed in phase {self.phase.name}")
+            raise LocalProtocolError(f"{step}: not allowed in phase {self.phase.name}")
 
     def _fail(self, reason: str, detail: str) -> None:
         if self.failure is None:
@@ -188,12 +190,12 @@ class VerifierSession:
         msg = decode(data, SessionOpened)
         self._log(Direction.PROVER_TO_VERIFIER, "opened", data)
         if msg.session_id != self.session_id:
-            raise ProtocolError("the Prover answered with another session id")
+            raise RemoteProtocolError("the Prover answered with another session id")
         if len(msg.nonce) != 32 or len(msg.prover_key) != 32:
-            raise ProtocolError("the Prover's nonce and key must be 32 bytes each")
+            raise RemoteProtocolError("the Prover's nonce and key must be 32 bytes each")
         statement = statements.opened(msg.session_id, msg.nonce, head)
         if not statements.verify(msg.prover_key, msg.signature, statement):
-            raise ProtocolError("bad Prover signature on the session opening")
+            raise RemoteProtocolError("bad Prover signature on the session opening")
         self.nonce, self.prover_key = msg.nonce, msg.prover_key
         self.phase = Phase.SESSION
 
@@ -211,7 +213,7 @@ class VerifierSession:
         self._log(Direction.PROVER_TO_VERIFIER, f"commit_{what}", data)
         statement = statements.commit(what, self.session_id, msg.root, msg.rows, msg.cols, head)
         if not statements.verify(self.prover_key, msg.signature, statement):
-            raise ProtocolError(f"bad Prover signature on the {what} commitment")
+            raise RemoteProtocolError(f"bad Prover signature on the {what} commitment")
         if (msg.rows, msg.cols) != shape:
             self._fail("malformed", f"{what} shape ({msg.rows}, {msg.cols}) != {shape}")
         return msg.root
@@ -232,7 +234,7 @@ class VerifierSession:
 
     def challenge_plan(self) -> ChallengePlan:
         if self.phase < Phase.ATTRIBUTION:
-            raise ProtocolError("E is defined only after the attribution commitment")
+            raise LocalProtocolError("E is defined only after the attribution commitment")
         return make_challenge_plan(
             self.task, self.params, self.layout, self.secrets.seed_e, self.bind
         )
@@ -247,7 +249,7 @@ class VerifierSession:
     def receive_attribution(self, values: npt.ArrayLike) -> None:
         """The streamed attribution (flat, row-major (outputs, 1 + N)); root rechecked."""
         if self.phase < Phase.ATTRIBUTION or self.phase == Phase.DECIDED:
-            raise ProtocolError("the attribution can be received only after its commitment")
+            raise LocalProtocolError("the attribution can be received only after its commitment")
         arr = self._vector(values, self.task.n_outputs * (self.task.n_points + 1), "attribution")
         if arr is None:
             return
@@ -275,7 +277,7 @@ class VerifierSession:
         """A Prover stream that broke its framing (wrong length, stray chunks) fixes the
         verdict to REJECT ``malformed``, like a malformed vector."""
         if self.phase < Phase.ATTRIBUTION or self.phase == Phase.DECIDED:
-            raise ProtocolError("a stream can be rejected only after its commitment")
+            raise LocalProtocolError("a stream can be rejected only after its commitment")
         self._fail("malformed", f"{what}: {detail}")
 
     def _vector(self, values: npt.ArrayLike, length: int, what: str) -> FloatArray | None:
@@ -318,7 +320,7 @@ class VerifierSession:
         mode = self.params.mode
         needed = Phase.EVALUATIONS if mode == "interactive" else Phase.ATTRIBUTION
         if self.phase not in (needed, Phase.CHALLENGE) or self.phase < needed:
-            raise ProtocolError(f"decide: not allowed in phase {self.phase.name}")
+            raise LocalProtocolError(f"decide: not allowed in phase {self.phase.name}")
         evaluation = self.evaluate(spot_values, mse_values, claimed_mse)
         return self._finish(evaluation, spot_values, mse_values)
 

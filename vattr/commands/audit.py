@@ -294,9 +294,9 @@ def _read_token(path: Path | None) -> str | None:
 def cmd_audit(args: argparse.Namespace) -> int:
     import tempfile
 
+    from attribution.errors import ProtocolError
     from attribution.keyfiles import load_or_create_key, load_private_key
-    from attribution.protocol.common import ProtocolError, task_info
-    from attribution.protocol.messages import MessageError
+    from attribution.protocol.common import task_info
     from attribution.protocol.planner import plan_run
     from attribution.tasks import load_task, resolve_spec
     from verifier.audit import AuditResult, describe_prover, run_audit
@@ -379,11 +379,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 on_decided=write,  # the signed report exists before the Prover sees it
                 job_timeout=args.job_timeout,
             )
-    except (TransportError, ProtocolError, MessageError) as exc:
-        # MessageError / ProtocolError here: the Prover sent a malformed or inconsistent
-        # message (exit 3, like a transport failure; the saved state allows a retry)
+    except (TransportError, ProtocolError) as exc:
+        # the Prover unreachable, or a malformed or inconsistent message of its (exit 3;
+        # the saved state allows a retry); our own misuse of the protocol is exit 5
         print(f"vattr: error: {exc}", file=sys.stderr)
-        return 3
+        return exc.exit_code
     if result.delivery_error:  # the Prover refused the verdict: on record, verdict stands
         write(result)
     out = result.outcome

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from attribution.commitments import Transcript, vector_root
 from attribution.commitments.errors import TranscriptError
-from attribution.errors import UsageError
+from attribution.errors import UsageError, VattrError
 from attribution.protocol import statements
 from attribution.protocol.certificate import certificate_digest, changed_fields, values_digest
 from attribution.protocol.common import TaskInfo, seed_commitment
@@ -239,7 +239,7 @@ def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckRes
     if res.ok and (replay or retrain):
         try:
             _replay(report, cert, values, vmsg, res, retrain)
-        except (ValueError, KeyError, TypeError, UsageError, ReplayMismatch) as exc:
+        except (ValueError, KeyError, TypeError, VattrError, ReplayMismatch) as exc:
             res.fail("replay", f"{type(exc).__name__}: {exc}")
     return res
 
