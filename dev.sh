@@ -41,7 +41,7 @@ case "$cmd" in
     ;;
   test)
     setup
-    .venv/bin/ruff check attribution prover verifier vattr tests benchmarks
+    .venv/bin/ruff check attribution prover verifier vattr tests benchmarks tools
     .venv/bin/mypy
     .venv/bin/lint-imports
     exec .venv/bin/python -m pytest "$@"
