@@ -5,7 +5,7 @@
 
 One in-process Prover (``prover.server.start_server``, synthetic task, session limits
 raised) receives ``--cases`` requests drawn by hypothesis from the strategies of
-``tests/fuzz_rpc_cases.py`` -- random bytes, protobuf soup, byte-mutated requests, random
+``tests/prover/fuzz_rpc_cases.py`` -- random bytes, protobuf soup, byte-mutated requests, random
 and real session refs, JSON-mutated, re-encoded and replayed bodies, re-signed verdicts,
 unknown and duplicated fields, requests over 4 MiB, and sessions opened with mutated
 parameters that are then driven through every later RPC -- split evenly over the nine
@@ -34,14 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 def bench(n_cases: int, seed: int, show: int) -> dict[str, Any]:
     if str(REPO) not in sys.path:  # `tests` is imported from the checkout
         sys.path.insert(0, str(REPO))
-    from tests.fuzz_rpc_cases import (
+    from tests.prover.fuzz_rpc_cases import (
         METHODS,
         Harness,
         cases,
         fuzz,
         start_fuzz_server,
     )
-    from tests.test_service_security import build_env
+    from tests.prover.test_service_security import build_env
 
     env = build_env()
     with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:

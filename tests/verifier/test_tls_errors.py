@@ -41,7 +41,7 @@ from verifier.client import ClientTLS, ProverClient, TransportError
 
 pytestmark = pytest.mark.timeout(90)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CALL_TIMEOUT = 5.0
 LOG_WAIT = 10.0  # seconds to wait for the server's log line
 SERVING = re.compile(r"^serving synthetic on 127\.0\.0\.1:(\d+) ")

@@ -13,6 +13,7 @@ from attribution.protocol.common import task_info
 from attribution.protocol.planner import plan_run
 from attribution.protocol.verifier import VerifierSecrets
 from attribution.tasks import load_task, resolve_spec
+from attribution.tasks.runtime import OracleTask
 from prover.served import build_served
 from prover.server import start_server
 from vattr.redteam.provers import red_team_prover
@@ -23,8 +24,10 @@ from verifier.client import ProverClient
 from verifier.reports.report import check_report, write_audit_report
 
 
-def test_grpc_audit_equals_simulation_bit_for_bit(tmp_path: Path) -> None:
-    task = load_task(resolve_spec("synthetic"))
+def test_grpc_audit_equals_simulation_bit_for_bit(
+    tmp_path: Path, synthetic_task: OracleTask
+) -> None:
+    task = synthetic_task
     plan = plan_run(task_info(task), 0.2, 0.05, hint=task.oracle.exact().B_ge2)
     expected = {
         "honest": ("ACCEPT", ""),

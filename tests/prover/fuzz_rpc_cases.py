@@ -64,7 +64,7 @@ from attribution.protocol.params import DeltaSplit, ProtocolParams
 from attribution.protocol.verifier import VerifierSession
 from attribution.v1 import prover_pb2 as pb
 from prover.server import RunningServer, start_server
-from tests.test_service_security import Env, Manual, audit, new_verifier
+from tests.prover.test_service_security import Env, Manual, audit, new_verifier
 from verifier.client import ProverClient
 
 Code = grpc.StatusCode

@@ -13,7 +13,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-VECTORS = Path(__file__).parent.parent / "testdata" / "vectors"
+VECTORS = Path(__file__).resolve().parents[2] / "testdata" / "vectors"
 DOMAIN = b"attribution.v1/"
 
 
@@ -214,7 +214,7 @@ def test_package_matches_vectors() -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "make_vectors", Path(__file__).parent.parent / "tools" / "make_vectors.py"
+        "make_vectors", Path(__file__).resolve().parents[2] / "tools" / "make_vectors.py"
     )
     assert spec is not None
     assert spec.loader is not None

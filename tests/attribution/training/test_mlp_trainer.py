@@ -66,7 +66,7 @@ M = 8
 SEEDS = [11 * i + 3 for i in range(M)]
 CPU = torch.device("cpu")
 TOL = {"float32": 2e-4, "float64": 1e-11}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _config(dtype: str, **kw: object) -> MLPConfig:

@@ -52,7 +52,7 @@ from verifier.client import ClientTLS, ProverClient, TransportError
 
 pytestmark = pytest.mark.timeout(60)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAIL_TIMEOUT = 5.0  # deadline of calls that are expected to fail
 TOKEN = "s3cret"  # noqa: S105 -- a test credential
 ALICE, BOB = "alice-token", "bob-token"

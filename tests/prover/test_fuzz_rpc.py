@@ -31,7 +31,7 @@ import pytest
 
 from attribution.protocol.messages import ChallengeReveal, VerdictMessage, decode
 from attribution.v1 import prover_pb2 as pb
-from tests.fuzz_rpc_cases import (
+from tests.prover.fuzz_rpc_cases import (
     ALLOWED,
     MAX_MESSAGE,
     METHODS,
@@ -51,7 +51,7 @@ from tests.fuzz_rpc_cases import (
     varint,
     wire_cases,
 )
-from tests.test_service_security import Env, build_env, new_verifier
+from tests.prover.test_service_security import Env, build_env, new_verifier
 
 pytestmark = pytest.mark.timeout(120)
 Code = grpc.StatusCode
