@@ -46,7 +46,6 @@ from attribution.estimators.files import (
 from vattr.cli_args import add_task_args
 
 FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 
 DEFAULT_EVAL_SEED = 7_000_001
 """Root seed of the evaluation subsets unless ``--eval-seed`` is given."""
@@ -166,6 +165,12 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from attribution.metrics.ground_truth import (
+        evaluate_auc,
+        evaluate_brittleness,
+        evaluate_lds,
+        evaluate_loo,
+    )
     from attribution.subsets import int_seed
 
     if args.metric == "auc" and args.mislabeled is None:
@@ -195,13 +200,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     if args.metric == "lds":
-        result = _evaluate_lds(task, A, meta, args)
+        result = evaluate_lds(
+            task, A, meta, subsets=args.eval_subsets, n_boot=args.n_boot, seed=args.eval_seed
+        )
     elif args.metric == "loo":
-        result = _evaluate_loo(task, A, args)
+        result = evaluate_loo(task, A, points=args.points, seed=args.eval_seed)
     elif args.metric == "brittleness":
-        result = _evaluate_brittleness(task, A, args)
+        result = evaluate_brittleness(
+            task,
+            A,
+            output=args.output,
+            ks=args.ks,
+            random_repeats=args.random_repeats,
+            seed=args.eval_seed,
+        )
     else:
-        result = _evaluate_auc(task, A, file.self_scores, args)
+        result = evaluate_auc(task, A, file.self_scores, args.mislabeled)
     report = {
         "metric": args.metric,
         "task": task.spec.name,
@@ -219,169 +233,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if not isinstance(value, list):
                 print(f"{key:>20}: {value}")
     return 0
-
-
-def _evaluate_lds(
-    task: Any, A: FloatArray, meta: dict[str, Any] | None, args: argparse.Namespace
-) -> dict[str, Any]:
-    from attribution.execution.plan import retrain_plan
-    from attribution.metrics import evaluation_plan, heldout_fit, lds
-
-    S = args.eval_subsets
-    if S < 3:
-        raise UsageError("--eval-subsets must be at least 3")
-    if args.n_boot < 0:
-        raise UsageError("--n-boot must be >= 0")
-    plan = evaluation_plan(task.digest, task.n_points, S, task.spec.p, args.eval_seed)
-    masks = plan.masks(range(S))
-    outputs = task.train_chunked(masks, plan.seeds(range(S)))
-    fit_masks = None
-    if meta is not None and meta["fit_runs"] > 0:
-        fit_plan = retrain_plan(
-            task.digest, task.n_points, meta["fit_runs"], task.spec.p, meta["fit_seed"]
-        )
-        fit_masks = fit_plan.masks(range(fit_plan.n_rows))
-    try:
-        res = lds(A, masks, outputs, fit_masks=fit_masks, n_boot=args.n_boot, seed=args.eval_seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    fit = heldout_fit(A, masks, outputs)
-    return {
-        "lds": res.value,
-        "lds_ci": list(res.ci),
-        "lds_confidence": res.confidence,
-        "lds_median": res.median,
-        "lds_n_nan": res.n_nan,
-        "lds_n_constant_pred": res.n_constant_pred,
-        "lds_per_output": res.per_output.tolist(),
-        "heldout_mse": fit.mse,
-        "heldout_mse_se": fit.mse_se,
-        "heldout_r2": fit.r2,
-        "eval_subsets": S,
-        "eval_seed": args.eval_seed,
-        "eval_domain": "evaluate",
-        "n_boot": args.n_boot,
-        "independence": "evaluation subsets from their own derivation domain; "
-        "checked disjoint from the fitting subsets"
-        if fit_masks is not None
-        else "evaluation subsets from their own derivation domain",
-    }
-
-
-def _evaluate_loo(task: Any, A: FloatArray, args: argparse.Namespace) -> dict[str, Any]:
-    from attribution.metrics import evaluation_plan, loo_correlation
-    from attribution.tasks.runtime import ConvexTask, OracleTask
-
-    N = task.n_points
-    k = min(args.points, N)
-    if k < 3:
-        raise UsageError("--points must be at least 3")
-    rng = np.random.default_rng(args.eval_seed)
-    idx = np.sort(rng.choice(N, k, replace=False))
-    masks = np.ones((k + 1, N), dtype=bool)
-    masks[np.arange(1, k + 1), idx] = False
-    plan = evaluation_plan(task.digest, N, k + 1, task.spec.p, args.eval_seed)
-    f = task.train_chunked(masks, plan.seeds(range(k + 1)))
-    true = (f[1:] - f[0]).T  # (T, k): Delta_i = f(D \ {i}) - f(D)
-    pred = -2.0 * A[:, 1:][:, idx]  # removing i switches x_i from +1 to -1
-    res = loo_correlation(pred, true)
-    return {
-        "loo_pearson": res.pearson,
-        "loo_pearson_se": res.pearson_se,
-        "loo_spearman": res.spearman,
-        "loo_spearman_se": res.spearman_se,
-        "loo_n_nan": res.n_nan,
-        "points": k,
-        "deterministic_training": isinstance(task, ConvexTask | OracleTask),
-    }
-
-
-def _evaluate_brittleness(task: Any, A: FloatArray, args: argparse.Namespace) -> dict[str, Any]:
-    from attribution.metrics import brittleness, evaluation_plan
-
-    N = task.n_points
-    if not 0 <= args.output < task.n_outputs:
-        raise UsageError(f"--output must lie in [0, {task.n_outputs})")
-    if args.ks is None:
-        ks = sorted({int(v) for v in np.linspace(0, max(1, round(0.05 * N)), 6)})
-    else:
-        try:
-            ks = [int(v) for v in args.ks.split(",") if v.strip()]
-        except ValueError as exc:
-            raise UsageError(f"--ks must be comma-separated integers, got {args.ks!r}") from exc
-    if args.random_repeats < 1:
-        raise UsageError("--random-repeats must be at least 1")
-
-    def retrain(masks: BoolArray) -> FloatArray:
-        plan = evaluation_plan(task.digest, N, masks.shape[0], task.spec.p, args.eval_seed)
-        out: FloatArray = task.train_chunked(masks, plan.seeds(range(masks.shape[0])))
-        return out
-
-    try:
-        res = brittleness(
-            A[args.output, 1:],
-            retrain,
-            ks,
-            output=args.output,
-            n_random=args.random_repeats,
-            seed=args.eval_seed,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    return {
-        "output": args.output,
-        "output_name": task.output_names[args.output],
-        "ks": res.ks.tolist(),
-        "base": res.base,
-        "top_effect": res.top_effect.tolist(),
-        "random_effect_mean": res.random_effect_mean.tolist(),
-        "random_effect_se": res.random_effect_se.tolist(),
-        "advantage": res.advantage.tolist(),
-        "top_flipped": res.top_flipped.tolist(),
-        "random_flip_rate": res.random_flip_rate.tolist(),
-        "min_flip_k": res.min_flip_k,
-    }
-
-
-def _evaluate_auc(
-    task: Any, A: FloatArray, self_scores: FloatArray | None, args: argparse.Namespace
-) -> dict[str, Any]:
-    from attribution.metrics import mislabel_auc
-
-    N = task.n_points
-    path: Path = args.mislabeled
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    try:
-        raw = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: unreadable ({exc})") from exc
-    if raw.dtype == np.bool_ and raw.shape == (N,):
-        flipped = raw
-    elif raw.ndim == 1 and np.issubdtype(raw.dtype, np.integer):
-        if raw.size and (raw.min() < 0 or raw.max() >= N):
-            raise UsageError(f"{path}: indices must lie in [0, {N})")
-        flipped = np.zeros(N, dtype=bool)
-        flipped[raw] = True
-    else:
-        raise UsageError(f"{path}: need a bool mask ({N},) or an integer index list")
-    if self_scores is not None:
-        if self_scores.shape != (N,):
-            raise UsageError(f"self_scores of shape {self_scores.shape}, expected ({N},)")
-        scores, kind = self_scores, "self_scores"
-    else:
-        scores, kind = -A[:, 1:].mean(axis=0), "validation harm -mean_t a_ti"
-    try:
-        res = mislabel_auc(scores, flipped)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    return {
-        "auc": res.value,
-        "auc_se": res.stderr,
-        "n_mislabeled": res.n_mislabeled,
-        "n_clean": res.n_clean,
-        "score": kind,
-    }
 
 
 def _jsonable(value: Any) -> Any:
