@@ -113,33 +113,10 @@ SIG_COMMIT_EVALUATIONS = "commit/evaluations"
 SIG_VERDICT = "verdict"
 """Verifier: (session_id, head, utf8(verdict), utf8(reason), certificate digest)."""
 
-DOMAIN_TAGS: dict[str, str] = {
-    TAG_TRANSCRIPT: "SHA-256, unterminated: u32be(protocol_version) || session_id",
-    TAG_SEED_COMMIT: "SHA-256, terminated: utf8(label) || 0x00 || seed || salt",
-    TAG_SESSION: "SHA-256, terminated: open message bytes; first 16 bytes kept",
-    TAG_PARAMS: "SHA-256, terminated: canonical_json(protocol params)",
-    TAG_CERTIFICATE: "SHA-256, terminated: canonical_json(field hashes)",
-    TAG_TASK: "SHA-256, terminated: spec JSON || 0x00 data digest || (0x00 extra)...",
-    TAG_BIND: "SHA-256, unterminated: (u64be(len(part)) || part)...",
-    TAG_DATA: "SHA-256, unterminated: blk(X) || blk(y)",
-    TAG_TRAK_PROJECTION: "SHA-256, unterminated: u64be(seed) || u64be(checkpoint)",
-    XOF_SUBSET: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_KEEP: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_REDRAW: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_SEED: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_MSE_SUBSET: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_MSE_SEED: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_SPOT: "SHAKE-256, terminated: seed || bind || u64be(idx)...",
-    XOF_VERIFIER_SECRET: "SHAKE-256, terminated: master || utf8(name)",
-    XOF_SYNTHETIC: "SHAKE-256, terminated: u64be(seed) || u64be(idx)...",
-    XOF_SPLIT: "SHAKE-256, terminated: u64be(split_seed)",
-    SIG_OPENED: "Ed25519, terminated: length-prefixed session_id, nonce, head",
-    SIG_COMMIT_ATTRIBUTION: "Ed25519, terminated: length-prefixed session_id, root, shape, head",
-    SIG_COMMIT_EVALUATIONS: "Ed25519, terminated: length-prefixed session_id, root, shape, head",
-    SIG_VERDICT: "Ed25519, terminated: length-prefixed session_id, head, verdict, reason, digest",
-}
-"""Every fixed domain tag used by the package -> the layout of the bytes after it.
-Vector-digest tags and ``arrays_digest`` tags are chosen by callers (see above)."""
+UNTERMINATED = frozenset({TAG_TRANSCRIPT, TAG_BIND, TAG_DATA, TAG_TRAK_PROJECTION})
+"""The legacy tags written without the 0x00 terminator. Domain separation holds because
+every tag name is distinct and no unterminated tag is a prefix of another tag (tested);
+a new tag must be terminated. The layouts are in docs/protocol.md section 3."""
 
 
 def domain_prefix(tag: str, *, terminated: bool = True) -> bytes:
@@ -151,7 +128,7 @@ def domain_hash(tag: str, *parts: bytes, terminated: bool = True) -> bytes:
     """``SHA-256(DOMAIN || tag || (0x00 if terminated) || parts[0] || parts[1] ...)``.
 
     The parts are concatenated as they are (no length prefixes): the layout of each tag
-    in :data:`DOMAIN_TAGS` says how they are framed.
+    in docs/protocol.md section 3 says how they are framed.
     """
     h = hashlib.sha256(domain_prefix(tag, terminated=terminated))
     for part in parts:

@@ -22,9 +22,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from attribution.estimators.sources import compute_attribution, load_attribution, residual_hint
+from attribution.estimators.sources import (
+    compute_attribution,
+    default_method,
+    load_attribution,
+    residual_hint,
+)
 from attribution.protocol.common import TaskInfo, task_info
-from attribution.tasks.runtime import OracleTask, Task
+from attribution.tasks.runtime import Task
 
 FloatArray = npt.NDArray[np.float64]
 log = logging.getLogger("vattr.prover")
@@ -42,11 +47,6 @@ class ServedTask:
     @property
     def info(self) -> TaskInfo:
         return task_info(self.task)
-
-
-def default_method(task: Task) -> str:
-    """``exact`` on the synthetic oracle, a least-squares ``datamodel`` otherwise."""
-    return "exact" if isinstance(task, OracleTask) else "datamodel"
 
 
 def build_served(

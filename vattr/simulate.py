@@ -20,7 +20,7 @@ import numpy.typing as npt
 from attribution.commitments import SigningKey
 from attribution.protocol import need
 from attribution.protocol.challenges import ChallengePlan, MsePlan
-from attribution.protocol.common import g_values, task_info
+from attribution.protocol.common import task_info
 from attribution.protocol.decision import ACCEPT
 from attribution.protocol.driver import LocalTrainer, run_verifier
 from attribution.protocol.planner import Plan
@@ -29,7 +29,7 @@ from attribution.protocol.verifier import Outcome, VerifierSecrets, VerifierSess
 from attribution.stats import clopper_pearson
 from attribution.subsets import xof
 from attribution.tasks.runtime import OracleTask, Task
-from vattr.redteam.strategies import EvalContext, Strategy
+from vattr.redteam.strategies import Strategy
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -96,12 +96,10 @@ class InProcessProver:
         e_plan = self.prover.on_challenge(body)
         masks = _plan_masks(e_plan)
         F = self.task.train_chunked(masks, e_plan.seeds(range(e_plan.n_rows)), SIM_CHUNK)
-        params = self.prover.params
-        if self.strategy.corrupts and params is not None:
-            A = self.attribution
-            g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
-            F = self.strategy.evaluations(F, EvalContext(params, e_plan.layout, self.task.bound, g))
-        self.evaluations = F
+        params = need(self.prover.params, "parameters")
+        self.evaluations = self.strategy.committed(
+            F, self.attribution, e_plan, params, self.task.bound, masks
+        )
         return "in-process"
 
     def wait_trained(self, job: str, total: int) -> None:
@@ -156,7 +154,7 @@ def run_once(
     port = InProcessProver(
         task, ProverSession(info, task.digest, keys.prover_key, nonce=keys.nonce), strategy, honest
     )
-    outcome = run_verifier(verifier, port, local_trainer(task), claimed_mse=claimed_mse)
+    outcome = run_verifier(verifier, port, local_trainer(task), claimed_mse=claimed_mse).outcome
     true_err = None
     if isinstance(task, OracleTask):
         A = port.attribution

@@ -1,7 +1,7 @@
 """``vattr audit``: one audit of a remote Prover over gRPC, resumable after a crash.
 
 :func:`run_audit` runs the protocol's one message loop
-(:func:`attribution.protocol.driver.run_verifier`, the same loop as ``vattr simulate``,
+(:mod:`attribution.protocol.driver`, the same loop as ``vattr simulate``,
 so both give bit-identical statistics for the same seeds) with a gRPC port to the Prover,
 trains the spot checks and MSE samples locally into resumable stores in the work
 directory, and returns the outcome with everything needed for the signed report.
@@ -14,9 +14,10 @@ store, which resumes its sessions) is waited for up to ``reconnect`` seconds, ea
 being retried where it stopped -- all Prover steps are idempotent, and a saved training
 job is only watched again, never revealed twice.
 
-The verdict is the Verifier's own: ``on_decided`` (where ``vattr audit`` writes the
-signed report) runs before the verdict is delivered, and a Prover that refuses the
-delivery is recorded in the result (``delivery_error``), not allowed to suppress it.
+The verdict is the Verifier's own: the loop decides (``driver.decide``), then
+``on_decided`` runs (``vattr audit`` writes the signed report there), and only then is
+the verdict delivered (``driver.deliver``); a Prover that refuses the delivery is recorded in the
+result (``delivery_error``), not allowed to suppress it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from attribution.execution.plan import RowSubset
 from attribution.progress import Progress
 from attribution.protocol.challenges import ChallengePlan, MsePlan
 from attribution.protocol.common import TaskInfo, task_info
-from attribution.protocol.driver import LocalTrainer, StreamRejected, run_verifier
+from attribution.protocol.driver import LocalTrainer, StreamRejected, decide, deliver
 from attribution.protocol.planner import Plan
 from attribution.protocol.verifier import Outcome, VerifierSecrets, VerifierSession
 from attribution.tasks.runtime import Task
@@ -117,8 +118,8 @@ class GrpcProver:
         self.job_timeout = job_timeout  # deadline of the whole training of E (s)
         self.retry = retry
         self.quiet = quiet
-        self.on_open = on_open  # receives the OpenSessionResponse (session id and token)
-        self.ref: Any = None
+        self.on_open = on_open  # persists the OpenSessionResponse (session id and token)
+        self.ref: Any = None  # the session's id and token, once open
         self.received: dict[str, FloatArray] = {}  # the vectors as streamed (for the report)
 
     def _call(self, name: str, request: Any) -> Any:
@@ -126,6 +127,9 @@ class GrpcProver:
 
     def open_session(self, body: bytes) -> bytes:
         opened = self.client.call("OpenSession", prover_pb2.OpenSessionRequest(body=body))
+        self.ref = prover_pb2.SessionRef(
+            session_id=opened.session_id, session_token=opened.session_token
+        )
         self.on_open(opened)
         return bytes(opened.body)
 
@@ -188,12 +192,12 @@ class StateJournal:
         "evaluations": "evaluations_body",
     }
 
-    def __init__(self, holder: dict[str, AuditState | None], work_dir: Path) -> None:
-        self.holder = holder  # {"state": ...}: created when the session opens
+    def __init__(self, state: AuditState | None, work_dir: Path) -> None:
+        self.state = state  # None until the session opens (then set by the opener)
         self.work_dir = work_dir
 
     def get(self, step: str) -> bytes | None:
-        state = self.holder["state"]
+        state = self.state
         if state is None:
             return None
         if step == "job":
@@ -204,7 +208,7 @@ class StateJournal:
         return value or None
 
     def put(self, step: str, body: bytes) -> None:
-        state = self.holder["state"]
+        state = self.state
         if state is None:
             raise UsageError("audit state missing: the session was not opened")
         if step == "job":
@@ -300,10 +304,10 @@ def run_audit(
         )
     info = task_info(task)
     work_dir.mkdir(parents=True, exist_ok=True)
-    holder: dict[str, AuditState | None] = {"state": AuditState.find(work_dir)}
-    state = holder["state"]
-    if state is not None:
-        session = _resume_session(state, task, key, info)
+    journal = StateJournal(AuditState.find(work_dir), work_dir)
+    saved = journal.state
+    if saved is not None:
+        session = _resume_session(saved, task, key, info)
         say(f"resuming audit session {session.session_id.hex()} saved in {work_dir}")
     else:
         if plan is None:
@@ -313,7 +317,7 @@ def run_audit(
         )
 
     def opened(response: Any) -> None:
-        new = AuditState(
+        journal.state = AuditState(
             client.target,
             task.digest,
             session.params.to_dict(),
@@ -323,55 +327,35 @@ def run_audit(
             bytes(response.session_token),
             bytes(response.body),
         )
-        new.save(work_dir)  # the secrets reach the disk before anything is revealed
-        holder["state"] = new
-        port.ref = prover_pb2.SessionRef(
-            session_id=new.session_id, session_token=new.session_token
-        )
+        journal.state.save(work_dir)  # the secrets reach the disk before anything is revealed
         say(
             f"session {session.session_id.hex()} opened with Prover "
             f"{bytes(desc.prover_key).hex()[:16]}..."
         )
 
     port = GrpcProver(client, Reconnect(reconnect, say), quiet, opened, job_timeout)
-    if state is not None:
+    if saved is not None:
         port.ref = prover_pb2.SessionRef(
-            session_id=state.session_id, session_token=state.session_token
+            session_id=saved.session_id, session_token=saved.session_token
         )
-    train = local_trainer(task, executor, work_dir, quiet)
-    trained: dict[str, FloatArray | None] = {"spot": np.zeros((0, task.n_outputs)), "mse": None}
-
-    def train_and_keep(
-        plan_: ChallengePlan | MsePlan, rows: Sequence[int], label: str
-    ) -> FloatArray:
-        values = train(plan_, rows, label)
-        trained[label] = values
-        return values
-
-    results: list[AuditResult] = []
-
-    def decided(outcome: Outcome) -> None:
-        evals = port.received.get("StreamEvaluations")
-        result = AuditResult(
-            outcome,
-            session,
-            None if evals is None else evals.reshape(-1, task.n_outputs),
-            np.asarray(trained["spot"]),
-            trained["mse"],
-            bytes(desc.prover_key),
-        )
-        results.append(result)
-        if on_decided is not None:
-            on_decided(result)
-
-    journal = StateJournal(holder, work_dir)
+    decided = decide(
+        session, port, local_trainer(task, executor, work_dir, quiet), journal=journal
+    )
+    evals = port.received.get("StreamEvaluations")
+    result = AuditResult(
+        decided.outcome,
+        session,
+        None if evals is None else evals.reshape(-1, task.n_outputs),
+        decided.spot_values,
+        decided.mse_values,
+        bytes(desc.prover_key),
+    )
+    if on_decided is not None:
+        on_decided(result)  # e.g. the signed report, before the Prover sees the verdict
     try:
-        run_verifier(session, port, train_and_keep, journal=journal, on_decided=decided)
+        deliver(session, port, decided.outcome, journal=journal)
     except TransportError as exc:
-        if not results:
-            raise
-        # decided and signed, but the Prover did not take the verdict: its failure, on
-        # record; the verdict stands
-        results[0].delivery_error = str(exc)
+        # the Prover did not take the verdict: its failure, on record; the verdict stands
+        result.delivery_error = str(exc)
         say(f"warning: the Prover did not take the verdict: {exc}")
-    return results[0]
+    return result

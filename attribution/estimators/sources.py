@@ -93,8 +93,13 @@ def honest_attribution(task: Task, how: str | None) -> FloatArray:
     """The honest Prover's attribution matrix (T, 1 + N): what ``vattr serve`` would serve
     (:func:`compute_attribution`); by default the exact optimum on the synthetic task and
     a least-squares datamodel otherwise."""
-    default = "exact" if isinstance(task, OracleTask) else "datamodel"
-    return compute_attribution(task, how or default)
+    return compute_attribution(task, how or default_method(task))
+
+
+def default_method(task: Task) -> str:
+    """``exact`` on the synthetic oracle (its optimum is known), a least-squares
+    ``datamodel`` otherwise."""
+    return "exact" if isinstance(task, OracleTask) else "datamodel"
 
 
 def claimed_mse(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from attribution.errors import LocalProtocolError
+
 T = TypeVar("T")
 
 
@@ -12,7 +14,5 @@ def need(value: T | None, what: str) -> T:
     """``value`` if present; otherwise the step ran before ``what`` existed (a bug or an
     out-of-order call): raise instead of continuing with missing state."""
     if value is None:
-        from attribution.errors import LocalProtocolError
-
         raise LocalProtocolError(f"protocol state missing: {what}")
     return value

@@ -1,8 +1,9 @@
 """The one message loop of an audit: the Verifier's state machine against a Prover port.
 
-Every way of running the protocol goes through :func:`run_verifier`: ``vattr audit``
-(the port is the gRPC client, :mod:`verifier.audit`), ``vattr simulate`` and the tests
-(an in-process Prover state machine, :mod:`vattr.simulate`). So both give bit-identical
+Every way of running the protocol goes through this loop: ``vattr audit`` (the port is
+the gRPC client, :mod:`verifier.audit`), ``vattr simulate`` and the tests (an in-process
+Prover state machine, :mod:`vattr.simulate`) and ``vattr check --replay`` (the Prover
+answered from a report, :mod:`verifier.reports.report`). So both give bit-identical
 statistics, verdicts and transcript heads for the same seeds. The order is that of
 docs/protocol.md section 2:
 
@@ -14,9 +15,10 @@ docs/protocol.md section 2:
    received is well formed and matches its commitments: a malformed stream or a root
    mismatch is already a REJECT, decided without a single local training (cheap checks
    first);
-6. decide and sign; ``on_decided`` runs *before* the verdict is delivered, so a Prover
-   that refuses the delivery cannot suppress it (the caller writes its report there);
-7. DeliverVerdict (interactive mode).
+6. decide and sign (:func:`decide` ends here: the caller keeps the signed verdict --
+   ``vattr audit`` writes its report -- *before* delivering it, so a Prover that refuses
+   the delivery cannot suppress it);
+7. DeliverVerdict (interactive mode, :func:`deliver`).
 
 The loop does no I/O itself: the port talks to the Prover, the trainer trains, and the
 journal keeps the Prover's answers (a resumed audit replays them instead of asking
@@ -26,6 +28,7 @@ again: every step is idempotent).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -116,16 +119,25 @@ def _once(journal: Journal, step: str, ask: Callable[[], bytes]) -> bytes:
     return body
 
 
-def run_verifier(
+@dataclass(frozen=True)
+class Decided:
+    """A signed verdict and the Verifier's own trainings it rests on (empty / None when
+    the session was decided before any local training)."""
+
+    outcome: Outcome
+    spot_values: FloatArray
+    mse_values: FloatArray | None
+
+
+def decide(
     session: VerifierSession,
     port: ProverPort,
     train: LocalTrainer,
     *,
     journal: Journal | None = None,
     claimed_mse: FloatArray | None = None,
-    on_decided: Callable[[Outcome], None] | None = None,
-) -> Outcome:
-    """Run (or resume) one session to its verdict; see the module docstring."""
+) -> Decided:
+    """Steps 1-6: run (or resume) the session up to its signed verdict."""
     journal = journal if journal is not None else MemoryJournal()
     task = session.task
     if session.phase == Phase.NEW:
@@ -162,10 +174,33 @@ def run_verifier(
         m_plan = session.mse_plan()
         if m_plan is not None:
             mse = train(m_plan, range(m_plan.n_rows), "mse")
-    outcome = session.decide(spot, mse, claimed_mse)
-    if on_decided is not None:
-        on_decided(outcome)
-    if interactive and journal.get("delivered") is None:
+    return Decided(session.decide(spot, mse, claimed_mse), spot, mse)
+
+
+def deliver(
+    session: VerifierSession,
+    port: ProverPort,
+    outcome: Outcome,
+    *,
+    journal: Journal | None = None,
+) -> None:
+    """Step 7: send the signed verdict (interactive mode; once per journal)."""
+    journal = journal if journal is not None else MemoryJournal()
+    if session.params.mode == "interactive" and journal.get("delivered") is None:
         port.deliver_verdict(outcome.message.to_bytes())
         journal.put("delivered", b"1")
-    return outcome
+
+
+def run_verifier(
+    session: VerifierSession,
+    port: ProverPort,
+    train: LocalTrainer,
+    *,
+    journal: Journal | None = None,
+    claimed_mse: FloatArray | None = None,
+) -> Decided:
+    """One session from open to delivered verdict: :func:`decide`, then :func:`deliver`."""
+    journal = journal if journal is not None else MemoryJournal()
+    decided = decide(session, port, train, journal=journal, claimed_mse=claimed_mse)
+    deliver(session, port, decided.outcome, journal=journal)
+    return decided

@@ -10,7 +10,7 @@ The signed message is ``signing_message(tag, *fields)`` =
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from attribution.commitments.signing import signing_message
 from attribution.commitments.signing import verify as _verify
@@ -20,12 +20,7 @@ from attribution.encoding import (
     SIG_OPENED,
     SIG_VERDICT,
 )
-
-
-class _Signs(Protocol):
-    """Anything that signs domain-separated messages (a ``SigningKey``, a ``Signer``)."""
-
-    def sign(self, tag: str, *fields: bytes) -> bytes: ...
+from attribution.protocol.common import Signer
 
 
 class Statement(NamedTuple):
@@ -80,7 +75,7 @@ def verdict(
     )
 
 
-def sign(key: _Signs, statement: Statement) -> bytes:
+def sign(key: Signer, statement: Statement) -> bytes:
     """64-byte Ed25519 signature of ``statement``."""
     return key.sign(statement.tag, *statement.fields)
 

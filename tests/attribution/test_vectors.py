@@ -237,3 +237,20 @@ def test_package_statements_verify(name: str) -> None:
         assert verify(pub, h(c["signature"]), c["tag"], *fields)
     for t in data["tampered"]:
         assert not verify(pub, h(t["signature"]), t["tag"], *[h(f) for f in t["fields"]])
+
+
+def test_domain_tags_are_distinct_and_prefix_free() -> None:
+    """Domain separation: every tag name of attribution.encoding is distinct, and no tag
+    written without its 0x00 terminator is a prefix of another tag (otherwise the bytes
+    after one could be read as the other)."""
+    from attribution import encoding
+
+    tags = [
+        getattr(encoding, name)
+        for name in dir(encoding)
+        if name.split("_")[0] in ("TAG", "XOF", "SIG")
+    ]
+    assert len(tags) == len(set(tags)) >= 20
+    for short in encoding.UNTERMINATED:
+        assert short in tags
+        assert [t for t in tags if t != short and t.startswith(short)] == []

@@ -16,13 +16,12 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from attribution.protocol.common import g_values
 from attribution.protocol.prover import ProverSession
 from attribution.tasks.runtime import Task
 from attribution.v1 import prover_pb2
 from prover.served import ServedTask, build_served
 from prover.service import ProverServicer
-from vattr.redteam.strategies import EvalContext, Strategy, parse_strategy
+from vattr.redteam.strategies import Strategy, parse_strategy
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -37,13 +36,11 @@ class RedTeamServicer(ProverServicer):
 
     def committed_evaluations(self, session: ProverSession, trained: FloatArray) -> FloatArray:
         plan, params = session.plan, session.params
-        if not self.strategy.corrupts or plan is None or params is None:
+        if plan is None or params is None:
             return trained
-        masks = plan.masks(range(plan.n_rows))
-        A = self.served.attribution
-        g = np.column_stack([g_values(A[o], masks) for o in range(A.shape[0])])
-        ctx = EvalContext(params, plan.layout, self.served.task.bound, g)
-        return self.strategy.evaluations(trained, ctx)
+        return self.strategy.committed(
+            trained, self.served.attribution, plan, params, self.served.task.bound
+        )
 
     def streamed_evaluations(self, committed: FloatArray) -> FloatArray:
         return self.strategy.stream_evaluations(committed)

@@ -34,7 +34,8 @@ import numpy.typing as npt
 
 from attribution.errors import UsageError
 from attribution.fourier.estimation import fit_coefficients
-from attribution.protocol.challenges import LEVELS, ChallengeLayout
+from attribution.protocol.challenges import LEVELS, ChallengeLayout, ChallengePlan
+from attribution.protocol.common import g_values
 from attribution.protocol.params import ProtocolParams
 
 FloatArray = npt.NDArray[np.float64]
@@ -99,6 +100,25 @@ class Strategy:
     def stream_evaluations(self, committed: FloatArray) -> FloatArray:
         """The f-values streamed after their commitment (the committed ones, flat)."""
         return np.asarray(committed, dtype=np.float64).ravel()
+
+    def committed(
+        self,
+        trained: FloatArray,
+        attribution: FloatArray,
+        plan: ChallengePlan,
+        params: ProtocolParams,
+        bound: float,
+        masks: npt.NDArray[np.bool_] | None = None,
+    ) -> FloatArray:
+        """The f-values of E this Prover commits to, from the ones it trained: the
+        committed attribution's predictions g on E (``masks``: E's masks, derived from
+        ``plan`` when not given) are what a corrupting Prover aims at."""
+        if not self.corrupts:
+            return trained
+        if masks is None:
+            masks = plan.masks(range(plan.n_rows))
+        g = np.column_stack([g_values(attribution[o], masks) for o in range(attribution.shape[0])])
+        return self.evaluations(trained, EvalContext(params, plan.layout, bound, g))
 
     def evaluations(self, values: FloatArray, ctx: EvalContext) -> FloatArray:
         """The f-values to commit (altered rows for the corrupting strategies)."""
