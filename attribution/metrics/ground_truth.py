@@ -44,7 +44,6 @@ def evaluate_lds(
     """LDS on ``subsets`` fresh B_p subsets (their own derivation domain, checked disjoint
     from the fitting subsets named in ``meta``), with a bootstrap interval, and the
     held-out fit."""
-
     S = subsets
     if S < 3:
         raise UsageError("--eval-subsets must be at least 3")
