@@ -93,6 +93,7 @@ def cmd_sim(args: argparse.Namespace) -> None:
         (1000, "corrupt-targeted:0.002", "exact", args.runs // 4),
         (1000, "inflate-residual", "exact", args.runs // 4),
         (1000, "corrupt-targeted:0.0001", "exact", args.runs // 4),
+        (1000, "plan-aware", "exact", args.runs // 4),
     ]
     if args.only:
         cases = [c for c in cases if c[1] in args.only]

@@ -444,6 +444,60 @@ def corruption_charges(
     return np.asarray(np.concatenate(out), dtype=np.float64)
 
 
+def banded_corruption_charges(
+    levels: Mapping[str, PairArrays],
+    g: Mapping[str, PairArrays],
+    lower: Mapping[str, PairArrays],
+    upper: Mapping[str, PairArrays],
+    rho: float,
+) -> FloatArray:
+    """Per-value worst-case shift charges of the ``"residual"`` form when every honest value
+    lies in a known band (docs/protocol.md section 6.13).
+
+    ``levels[key] = (f(x), f(x'))`` are the **observed** values, already clipped into the
+    band ``[lower, upper]`` that the Verifier fixed for each value before seeing any of them
+    (``lower <= upper`` elementwise; checked); ``g`` the Verifier's affine prediction. The
+    honest value of the same challenge lies in the same band, so with ``r = f_obs - g``:
+
+    * ``W_v = max(f_obs(v) - lower_v, upper_v - f_obs(v))`` bounds ``|r_true(v) - r(v)|``;
+    * ``B_v = max(upper_v - g_v, g_v - lower_v)`` bounds ``|r_true(v)|``.
+
+    For a pair ``(v, w)`` at level ``t``::
+
+        charge_v = |c_t|/n_t * max(W_v |r(w)|, (B_v B_w + |r(v) r(w)|) / 2)
+
+    If only ``v`` is corrupted the product moves by ``|r_true(v) - r(v)| |r(w)| <= W_v
+    |r(w)|``; if both are, by at most ``|r_true(v) r_true(w)| + |r(v) r(w)|``, which the two
+    halves cover. With the band ``[-b, b]`` this is never larger than
+    :func:`corruption_charges` (``W_v <= 2 b``, ``B_v = b + |g_v|`` there too). Returns one
+    charge per value in the order of :func:`corruption_charges`.
+    """
+    coefs = fit_coefficients(_check_rho(rho), "residual")
+    out: list[FloatArray] = []
+    for key in LEVELS:
+        fa, fb = _pair(levels, key, "levels")
+        ga, gb = _pair(g, key, "g")
+        la, lb = _pair(lower, key, "lower")
+        ua, ub = _pair(upper, key, "upper")
+        for arr, name in ((ga, "g"), (la, "lower"), (ua, "upper")):
+            if arr.shape != fa.shape:
+                raise ValueError(f"{name}[{key!r}] has shape {arr.shape}, levels {fa.shape}")
+        if fa.size == 0:
+            raise ValueError(f"level {key!r} has no pairs")
+        for f_, lo, hi in ((fa, la, ua), (fb, lb, ub)):
+            slack = _VALUE_TOL * (1.0 + np.abs(hi) + np.abs(lo))
+            if np.any(lo > hi) or np.any(f_ < lo - slack) or np.any(f_ > hi + slack):
+                raise ValueError(f"level {key!r}: observed values must lie in their bands")
+        ra, rb = fa - ga, fb - gb
+        wa, wb = np.maximum(fa - la, ua - fa), np.maximum(fb - lb, ub - fb)
+        ba, bb = np.maximum(ua - ga, ga - la), np.maximum(ub - gb, gb - lb)
+        scale = abs(coefs[key]) / fa.size
+        double = 0.5 * (ba * bb + np.abs(ra * rb))
+        out.append(scale * np.maximum(wa * np.abs(rb), double))
+        out.append(scale * np.maximum(wb * np.abs(ra), double))
+    return np.asarray(np.concatenate(out), dtype=np.float64)
+
+
 def _check_charges(charges: npt.ArrayLike) -> FloatArray:
     arr = _as_vector(charges, "charges")
     if arr.size and float(np.min(arr)) < 0.0:
@@ -478,6 +532,7 @@ __all__ = [
     "TARGETS",
     "Estimate",
     "LevelSample",
+    "banded_corruption_charges",
     "bias_coefficient",
     "corruption_charges",
     "corruption_shift_bound",

@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from attribution.fourier.estimation import (
     LevelSample,
+    banded_corruption_charges,
     bias_coefficient,
     corruption_charges,
     corruption_shift_bound,
@@ -47,7 +48,7 @@ from attribution.fourier.estimation import (
 )
 from attribution.protocol.challenges import LEVELS, ChallengeLayout
 from attribution.protocol.params import ProtocolParams
-from attribution.stats import max_undetected, normal_quantile
+from attribution.stats import clopper_pearson, max_undetected, normal_quantile
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -121,8 +122,17 @@ def decide_output(
     b: float,
     tau: float,
     mse_terms: FloatArray | None,
+    band: tuple[FloatArray, FloatArray] | None = None,
+    clip_upper: float | None = None,
 ) -> OutputDecision:
-    """Verdict of one output from its f-values on E (and the local MSE terms, paper)."""
+    """Verdict of one output from its f-values on E (and the local MSE terms, paper).
+
+    ``band = (lower, upper)``: per-row bounds on E of the audited target (band
+    ``committed``, docs/protocol.md section 6.13); the observed values are clipped into it
+    and the corruption charges use its widths instead of ``[-b, b]``. ``clip_upper``: the
+    upper confidence bound on how often the band clips an honest value (from the spot
+    checks); above ``params.clip_level`` the run cannot ACCEPT.
+    """
     Z = len(params.outputs)
     delta, eps = params.delta, params.epsilon
     rho = params.rho
@@ -132,10 +142,20 @@ def decide_output(
     fl = _split_levels(f_e, layout)
     details: dict[str, Any] = {}
     if target == "residual":
+        if band is not None:
+            band_lo, band_hi = band
+            f_e = np.clip(f_e, band_lo, band_hi)
+            fl = _split_levels(f_e, layout)
         gl = _split_levels(g_e, layout)
         u = {k: (fl[k][0] - gl[k][0], fl[k][1] - gl[k][1]) for k in LEVELS}
         sample = LevelSample(*(u[k][0] * u[k][1] for k in LEVELS))
-        charges = corruption_charges(fl, gl, None, rho, target, b)
+        if band is not None:
+            lo_l, hi_l = _split_levels(band_lo, layout), _split_levels(band_hi, layout)
+            charges = banded_corruption_charges(fl, gl, lo_l, hi_l, rho)
+            # the largest honest |r| a hidden value can have, for the B_>=3 term below
+            r_hidden = float(np.max(np.maximum(band_hi - g_e, g_e - band_lo)))
+        else:
+            charges = corruption_charges(fl, gl, None, rho, target, b)
         anchors = np.concatenate([u[k][0] for k in LEVELS])
         r_max = float(np.max(np.abs(f_e - g_e))) + tau
         b3_values = anchors * anchors
@@ -157,6 +177,8 @@ def decide_output(
     est = estimate(sample, rho, target, params.fit)
     coefs = est.coefficients
     g_abs = float(np.max(np.abs(g_e))) if target == "residual" else 0.0
+    if band is None:
+        r_hidden = b + g_abs
     d_noise = params.split.noise * delta / Z
     # sampling half-width
     if params.preset == "theory":
@@ -192,17 +214,24 @@ def decide_output(
     # degree >= 3 bias (lowers D), from an upper confidence bound on B_>=3; m_tol
     # undetected corruptions can lower that mean by at most m_tol * max square / n
     b3_ucb = max(0.0, _ucb_mean(b3_values, z_bias))
-    b3_ucb += m_tol * (b + g_abs) ** 2 / b3_values.size
+    b3_ucb += m_tol * r_hidden**2 / b3_values.size
     bias = bias_coefficient(rho) * b3_ucb
     tol = sum(abs(c) for c in coefs.values()) * (2 * r_max * tau + tau * tau)
     upper = statistic + w + bias + corr + tol
     lower = statistic - w
-    if upper <= eps:
+    # a band that clips honest values too often audits a target too far from f: neither
+    # verdict on it would say much about f, so the run is INCONCLUSIVE
+    clipped_too_often = clip_upper is not None and clip_upper > params.clip_level
+    if clipped_too_often:
+        verdict = INCONCLUSIVE
+    elif upper <= eps:
         verdict = ACCEPT
     elif lower > max(eps / 2, params.eta):
         verdict = REJECT
     else:
         verdict = INCONCLUSIVE
+    if clipped_too_often:
+        details["clipped_too_often"] = True
     details.update(
         {
             "estimate": est.value,
@@ -215,9 +244,54 @@ def decide_output(
             "m_tolerated": m_tol,
         }
     )
-    if verdict == INCONCLUSIVE:
+    if clipped_too_often:
+        details["budget_to_decide"] = {
+            "decidable": False,
+            "advice": f"the band clipped honest values too often (upper bound {clip_upper:.3g} "
+            f"> clip_level {params.clip_level:g}): use a larger radius_scale",
+        }
+    elif verdict == INCONCLUSIVE:
         details["budget_to_decide"] = _budget(statistic, w, bias, corr, tol, eps, params)
     return OutputDecision(output, verdict, statistic, w, bias, corr, tol, upper, lower, details)
+
+
+def band_radius(pilot_residuals: FloatArray, scale: float, tau: float, b: float) -> float:
+    """Radius ``R`` of the committed band from the pilot residuals ``r = f - g`` on the
+    Verifier's own fresh ``B_p`` trainings M (docs/protocol.md section 6.13)::
+
+        R = max(scale * sqrt(mean r^2), 1e-6 b) + tau
+
+    A residual with a heavier tail than ``scale`` root-mean-squares is clipped, and the
+    clip rate measured on the spot checks (:func:`clip_statistics`) keeps such a run from
+    being accepted. ``R`` depends only on the Verifier's secret pilot and the committed
+    ``g``, never on a value the Prover sends for E, so the band is fixed before E's values
+    are read.
+    """
+    r = np.asarray(pilot_residuals, dtype=np.float64)
+    if r.size < 2 or not np.all(np.isfinite(r)):
+        raise ValueError("the band radius needs at least two finite pilot residuals")
+    rms = math.sqrt(float(np.mean(r * r)))
+    return max(scale * rms, 1e-6 * b) + tau
+
+
+def committed_band(g: FloatArray, radius: float, b: float) -> tuple[FloatArray, FloatArray]:
+    """``(lower, upper) = (clip(g - R, -b, b), clip(g + R, -b, b))``: where the target
+    ``f_h = clip(f, lower, upper)`` lives (docs/protocol.md section 6.13)."""
+    return np.clip(g - radius, -b, b), np.clip(g + radius, -b, b)
+
+
+def clip_statistics(
+    true_values: FloatArray, lower: FloatArray, upper: FloatArray, delta: float
+) -> dict[str, Any]:
+    """How often the band clips the Verifier's own retrained values (spot checks): the
+    count, a one-sided ``1 - delta`` Clopper-Pearson upper bound on the rate, and the mean
+    of ``(f - f_h)^2`` (an estimate of ``||f - f_h||^2``)."""
+    clipped = np.clip(true_values, lower, upper)
+    n = int(true_values.size)
+    hits = int(np.count_nonzero(clipped != true_values))
+    upper_rate = clopper_pearson(hits, n, min(2 * delta, 0.5))[1]
+    gap = float(np.mean((true_values - clipped) ** 2)) if n else 0.0
+    return {"checked": n, "clipped": hits, "rate_upper": upper_rate, "gap_sq_mean": gap}
 
 
 def _budget(

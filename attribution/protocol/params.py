@@ -21,6 +21,11 @@ PRESETS = ("theory", "practical", "explicit")
 MODES = ("interactive", "noninteractive", "naive")
 FITS = ("interp", "nnls")
 MSE_SOURCES = ("local", "delegated")
+# The audited target (docs/protocol.md section 6.13): "task" audits f clipped to [-b, b];
+# "committed" audits f_h = clip(f, g - R, g + R) around the committed attribution g, with
+# the radius R fixed from the Verifier's secret pilot M (residual estimator only).
+BANDS = ("task", "committed")
+BAND_DEFAULTS = {"radius_scale": 4.5, "clip_level": 0.01}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class ProtocolParams:
     mse_source: str = "local"
     outputs: tuple[int, ...] = ()
     split: DeltaSplit = field(default_factory=DeltaSplit)
+    band: str = "task"
+    radius_scale: float = BAND_DEFAULTS["radius_scale"]
+    clip_level: float = BAND_DEFAULTS["clip_level"]
 
     def __post_init__(self) -> None:
         def is_int(x: object) -> bool:
@@ -58,8 +66,11 @@ class ProtocolParams:
         def is_real(x: object) -> bool:
             return isinstance(x, int | float) and not isinstance(x, bool)
 
-        if not all(is_real(x) for x in (self.epsilon, self.delta, self.rho, self.eta)):
-            raise UsageError("epsilon, delta, rho and eta must be numbers")
+        reals = (self.epsilon, self.delta, self.rho, self.eta, self.radius_scale, self.clip_level)
+        if not all(is_real(x) for x in reals):
+            raise UsageError(
+                "epsilon, delta, rho, eta, radius_scale and clip_level must be numbers"
+            )
         sizes = (*self.n_pairs, self.n_single, self.k, self.m)
         if len(self.n_pairs) != 3 or not all(is_int(x) for x in sizes):
             raise UsageError("n_pairs must be 3 integers; n_single, k and m integers")
@@ -77,6 +88,19 @@ class ProtocolParams:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
         if self.mse_source not in MSE_SOURCES:
             raise UsageError(f"mse_source must be one of {', '.join(MSE_SOURCES)}")
+        if self.band not in BANDS:
+            raise UsageError(f"band must be one of {', '.join(BANDS)}")
+        if self.band == "committed":
+            if self.estimator != "residual" or self.mode == "naive":
+                raise UsageError("band 'committed' needs the residual estimator, not naive mode")
+            if self.m < 2:
+                raise UsageError("band 'committed' needs a pilot of m >= 2 local trainings")
+            if not (math.isfinite(self.radius_scale) and self.radius_scale >= 1):
+                raise UsageError(f"radius_scale must be >= 1, got {self.radius_scale}")
+            if not 0 < self.clip_level < 1:
+                raise UsageError(f"clip_level must lie in (0, 1), got {self.clip_level}")
+        elif (self.radius_scale, self.clip_level) != tuple(BAND_DEFAULTS.values()):
+            raise UsageError("radius_scale and clip_level apply only to band 'committed'")
         if self.fit not in FITS:
             raise UsageError(f"fit must be one of {', '.join(FITS)}")
         if not 0 < self.rho <= 0.5:
@@ -99,6 +123,11 @@ class ProtocolParams:
         d = asdict(self)
         d["n_pairs"] = list(self.n_pairs)
         d["outputs"] = list(self.outputs)
+        if self.band == "task":
+            # the band fields appear only when used, so the encoding of every "task"-band
+            # session is the one of protocol version 1 (docs/protocol.md section 3)
+            for name in ("band", *BAND_DEFAULTS):
+                del d[name]
         return d
 
     @classmethod

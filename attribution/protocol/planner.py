@@ -5,7 +5,8 @@ confidence bound ``err_hat + w + bias + corruption + tolerance <= eps`` (see
 :mod:`attribution.protocol.decision`), and ``err_hat <= eta + w`` with high probability, so the
 planner sizes the run for ``2 w + bias + corruption + tolerance <= eps - eta`` with the
 shares ``2 w: 50 %``, ``bias: 20 %``, ``corruption: 20 %``, ``tolerance: <= 5 %``
-(5 % slack).
+(5 % slack); with the committed band (docs/protocol.md section 6.13) ``2 w: 45 %`` and
+``corruption: 25 %``, and the pilot M of :data:`PILOT_SIZE` trainings fixes its radius.
 
 * ``practical`` (variance-aware): the number of pairs per level ``n`` makes the CLT
   half-width ``w = z sqrt(sum_t c_t^2 V / n)`` fit its share, with ``V = 2 h^2`` the
@@ -32,16 +33,22 @@ from typing import Any
 from attribution.errors import UsageError
 from attribution.fourier.estimation import bias_coefficient, fit_coefficients
 from attribution.protocol.common import TaskInfo
-from attribution.protocol.params import ProtocolParams
+from attribution.protocol.params import BAND_DEFAULTS, ProtocolParams
 from attribution.stats import miss_probability, normal_quantile, spot_checks_needed
 
 SHARE_NOISE, SHARE_BIAS, SHARE_CORRUPTION, SHARE_TOLERANCE = 0.5, 0.2, 0.2, 0.05
+# With the committed band the spot checks, not E, are the Verifier's cost: 5 % of the
+# budget moves from the noise to the corruption share (fewer spot checks for a larger E;
+# breast_cancer-logreg at eps 0.03: k 3,498 -> 2,969, |E| 12,228 -> 15,096).
+BAND_SHARE_NOISE, BAND_SHARE_CORRUPTION = 0.45, 0.25
 # No CLT interval rests on a handful of values: every level of a planned (non-explicit)
 # run has at least this many pairs, whatever the hint says.
 MIN_PAIRS_PER_LEVEL = 50
 # A hint (E[r^2] or E[f^2], in units of b^2) is clamped into this range before planning;
 # it only ever sizes the run, and a hint outside it is not a plausible honest residual.
 HINT_RANGE = (1e-4, 4.0)
+# Local trainings of the pilot M that fixes the committed band's radius (band "committed").
+PILOT_SIZE = 100
 RHO_GRID = tuple(round(0.5 - 0.01 * i, 2) for i in range(49))  # 0.50 .. 0.02
 
 
@@ -124,8 +131,14 @@ def plan_run(
     fit: str = "interp",
     explicit: dict[str, int] | None = None,
     mse_source: str = "local",
+    band: str = "task",
 ) -> Plan:
-    """Choose the sizes of a run (see the module docstring)."""
+    """Choose the sizes of a run (see the module docstring).
+
+    ``band``: the audited target (:data:`attribution.protocol.params.BANDS`, docs/protocol.md
+    section 6.13); ``"committed"`` needs the residual estimator, not naive mode and not
+    the theory preset, and adds the pilot M of :data:`PILOT_SIZE` local trainings.
+    """
     b, tau = task.bound, task.tau
     for name, value in (("epsilon", epsilon), ("delta", delta)):
         if not math.isfinite(value) or value <= 0:
@@ -136,6 +149,10 @@ def plan_run(
         if not math.isfinite(hint) or hint < 0:
             raise UsageError(f"the planning hint must be a finite E[r^2] >= 0, not {hint!r}")
         hint = min(max(hint, HINT_RANGE[0] * b * b), HINT_RANGE[1] * b * b)
+    if band == "committed" and (estimator != "residual" or mode == "naive" or preset == "theory"):
+        raise UsageError(
+            "band 'committed' needs the residual estimator, not naive mode, not the theory preset"
+        )
     outs = outputs if outputs is not None else tuple(range(task.n_outputs))
     if not outs or any(not 0 <= o < task.n_outputs for o in outs):
         raise UsageError(f"outputs must be indices in [0, {task.n_outputs})")
@@ -150,9 +167,11 @@ def plan_run(
         fit=fit,
         outputs=outs,
         mse_source=mse_source if estimator == "paper" else "local",
+        band="task",
     )
     Z = len(outs)
     split = base.split
+    base_radius_scale = BAND_DEFAULTS["radius_scale"]
     spare = epsilon - eta
     notes: list[str] = []
     # hints: E[r^2] of an honest residual (residual estimator), E[f^2] (paper estimator)
@@ -167,7 +186,8 @@ def plan_run(
         r = rho or 0.25
         n_single = int(ex.get("n_single", n if estimator == "paper" else 0))
         k = int(ex.get("k", 0))
-        m = int(ex.get("m", n if estimator == "paper" or mode == "naive" else 0))
+        m_default = n if estimator == "paper" or mode == "naive" else 0
+        m = int(ex.get("m", PILOT_SIZE if band == "committed" else m_default))
     elif preset == "theory":
         et = epsilon / (b * b)
         r = rho or math.sqrt(et / 32)
@@ -189,7 +209,10 @@ def plan_run(
         coefs = fit_coefficients(r, target)
         s2 = sum(coefs[t] ** 2 for t in ("0", "rho", "2rho"))
         z = normal_quantile(1 - split.noise * delta / (2 * Z))
-        w = SHARE_NOISE * spare / 2
+        banded = estimator == "residual" and band == "committed"
+        share_noise = BAND_SHARE_NOISE if banded else SHARE_NOISE
+        share_corruption = BAND_SHARE_CORRUPTION if banded else SHARE_CORRUPTION
+        w = share_noise * spare / 2
         v_prod = 2 * h * h
         if estimator == "paper":
             v_prod = 2 * h_f2 * h_f2
@@ -203,11 +226,18 @@ def plan_run(
         m = max(m, MIN_PAIRS_PER_LEVEL) if m else 0
         n_single = n if estimator == "paper" else 0
         c_max = max(abs(coefs[t]) for t in ("0", "rho", "2rho"))
-        if estimator == "residual":
+        if banded:
+            # planning radius: the hint's rms residual times the radius scale (the real R
+            # comes from the pilot, decision.band_radius); the charges of
+            # fourier.estimation.banded_corruption_charges with honest |r| ~ sqrt(h)
+            r_plan = min(base_radius_scale * math.sqrt(h), 2 * b)
+            charge = c_max / n * max((r_plan + math.sqrt(h)) * math.sqrt(h), (r_plan**2 + h) / 2)
+            m = PILOT_SIZE
+        elif estimator == "residual":
             charge = c_max / n * max(2 * b * math.sqrt(h), ((2 * b) ** 2 + h) / 2)
         else:
             charge = c_max / n * 2 * b * math.sqrt(h_f2)
-        m_tol = int(SHARE_CORRUPTION * spare / charge)
+        m_tol = int(share_corruption * spare / charge)
         k = spot_checks_needed(6 * n + n_single, m_tol, split.corruption * delta)
         tol_term = sum(abs(coefs[t]) for t in ("0", "rho", "2rho")) * (4 * b * tau + tau * tau)
         if tol_term > SHARE_TOLERANCE * spare:
@@ -217,17 +247,22 @@ def plan_run(
         m = m or math.ceil(normal_quantile(1 - delta / 2) ** 2 * 2 * h * h / (spare / 4) ** 2)
     if base.mse_source == "delegated":
         m = 0  # the Prover's singletons serve as the MSE sample
+    if band == "committed" and preset != "explicit":
+        # the clip rate of the band is measured on the spot checks: enough of them that a
+        # rate below clip_level / 2 gives an upper confidence bound below clip_level
+        k = max(k, math.ceil(2 * math.log(1 / delta) / BAND_DEFAULTS["clip_level"]))
     k_interactive = k
     if mode == "noninteractive":
         k = 0
-    params = replace(base, rho=r, n_pairs=(n, n, n), n_single=n_single, k=k, m=m)
+    params = replace(base, rho=r, n_pairs=(n, n, n), n_single=n_single, k=k, m=m, band=band)
     E = params.n_challenges
     if mode == "interactive" and k >= E:
         notes.append("k >= |E|: every challenge is spot-checked (as costly as non-interactive)")
         params = replace(params, k=E)
         k = E
     m_tol = _m_tolerated(E, k, split.corruption * delta) if mode == "interactive" else 0
-    detect = 1 - miss_probability(E, k, m_tol + 1) if mode == "interactive" and E else 1.0
+    # (more than |E| corruptions cannot happen: vacuously detected)
+    detect = 1 - miss_probability(E, k, m_tol + 1) if mode == "interactive" and m_tol < E else 1.0
     verifier = {"interactive": k + m, "noninteractive": E + m, "naive": m}[mode]
     nonint = E + m
     # a least-squares datamodel on R runs has err ~ N B_>=2 / R (docs/protocol.md section 7.6):

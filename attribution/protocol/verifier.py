@@ -48,7 +48,16 @@ from attribution.protocol.common import (
     seed_commitment,
     session_id_for,
 )
-from attribution.protocol.decision import ACCEPT, INCONCLUSIVE, REJECT, decide_output, prescreen
+from attribution.protocol.decision import (
+    ACCEPT,
+    INCONCLUSIVE,
+    REJECT,
+    band_radius,
+    clip_statistics,
+    committed_band,
+    decide_output,
+    prescreen,
+)
 from attribution.protocol.messages import (
     PROTOCOL_VERSION,
     AttributionCommitment,
@@ -410,6 +419,11 @@ class VerifierSession:
                 continue
             f_all = need(f_all, "f-values of E")
             g_e = g_values(row, e_masks) if e_masks is not None else np.zeros(len(f_all))
+            band: tuple[FloatArray, FloatArray] | None = None
+            clip: dict[str, Any] | None = None
+            target: dict[str, Any] = {}
+            if self.params.band == "committed":
+                band, clip, target = self._band(o, row, g_e, spot, mse_values, mse_masks)
             dec = decide_output(
                 self.params,
                 self.layout,
@@ -419,14 +433,46 @@ class VerifierSession:
                 self.task.bound,
                 self.task.tau,
                 mse_terms,
+                band,
+                None if clip is None else clip["rate_upper"],
             )
             verdicts.append(dec.verdict)
-            stats.append(dec.to_dict())
+            stats.append({**dec.to_dict(), **target})
         if REJECT in verdicts:
             return REJECT, "mse_gap", "the error bound excludes eps/2 for some output", stats
         if INCONCLUSIVE in verdicts:
             return INCONCLUSIVE, "budget", "the budget was too small to decide", stats
         return ACCEPT, "", "", stats
+
+    def _band(
+        self,
+        output: int,
+        row: FloatArray,
+        g_e: FloatArray,
+        spot: FloatArray,
+        pilot: FloatArray | None,
+        pilot_masks: npt.NDArray[np.bool_] | None,
+    ) -> tuple[tuple[FloatArray, FloatArray], dict[str, Any], dict[str, Any]]:
+        """The committed band of one output (docs/protocol.md section 6.13): its radius from
+        the pilot M, its bounds on E, and how often it clips the spot-checked values."""
+        b, tau = self.task.bound, self.task.tau
+        pilot = need(pilot, "the pilot trainings M")
+        residuals = pilot[:, output] - g_values(row, need(pilot_masks, "the pilot's masks"))
+        radius = band_radius(residuals, self.params.radius_scale, tau, b)
+        band = committed_band(g_e, radius, b)
+        rows = self.spot_check_rows()
+        clip = clip_statistics(spot[:, output], band[0][rows], band[1][rows], self.params.delta)
+        target = {
+            "target": {
+                "band": "committed",
+                "formula": "f_h(x) = clip(f(x), g(x) - R, g(x) + R), then clipped to [-b, b]",
+                "radius": radius,
+                "pilot_size": int(residuals.size),
+                "pilot_rms_residual": float(np.sqrt(np.mean(residuals**2))),
+                "clip": clip,
+            }
+        }
+        return band, clip, target
 
     def _finish(
         self, ev: Evaluation, spot_values: FloatArray, mse_values: FloatArray | None
@@ -445,6 +491,13 @@ class VerifierSession:
             if verdict == ACCEPT
             else "none (the attribution was not accepted)"
         )
+        if verdict == ACCEPT and p.band == "committed":
+            guarantee += (
+                "; the audited target is f_h = f clipped to the committed attribution "
+                "+- R (R from the Verifier's pilot M), and each output's target.clip states "
+                "how often f_h differs from f (upper confidence bound) and the mean of "
+                "(f - f_h)^2 on the spot checks"
+            )
         certificate: dict[str, Any] = {
             "verdict": verdict,
             "reason": reason,

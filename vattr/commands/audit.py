@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
         "--strategy",
         default="honest",
         help="honest, scale:C, boost:BETA, zero:FRACTION, noise:SIGMA, "
-        "corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, swap, "
+        "corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, plan-aware, swap, "
         "bad-length, non-finite",
     )
     p.add_argument("--runs", type=int, default=20)
@@ -46,6 +46,14 @@ def register(sub: Any) -> None:
         default="local",
         help="paper estimator: MSE from the Verifier's own trainings (local) or "
         "from the Prover's spot-checked singletons of E (delegated)",
+    )
+    p.add_argument(
+        "--band",
+        choices=["task", "committed"],
+        default="task",
+        help="audited target: f clipped to [-b, b] (task), or f clipped to the committed "
+        "attribution +- R with R from a secret pilot of the Verifier's own trainings "
+        "(committed; residual estimator; far fewer spot checks, docs/protocol.md 6.13)",
     )
     p.add_argument("--rho", type=float, default=None, help="noise level (default: planned)")
     p.add_argument(
@@ -98,6 +106,14 @@ def register(sub: Any) -> None:
         choices=["local"],
         default="local",
         help="where the paper estimator's MSE samples come from (local only)",
+    )
+    p.add_argument(
+        "--band",
+        choices=["task", "committed"],
+        default="task",
+        help="audited target: f clipped to [-b, b] (task), or f clipped to the committed "
+        "attribution +- R with R from a secret pilot of the Verifier's own trainings "
+        "(committed; residual estimator; far fewer spot checks, docs/protocol.md 6.13)",
     )
     p.add_argument("--rho", type=float, default=None)
     p.add_argument(
@@ -234,6 +250,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         hint=hint,
         explicit=explicit,
         mse_source=args.mse_source,
+        band=args.band,
     )
     print(plan.describe(), file=sys.stderr)
     if args.plan_only:
@@ -354,6 +371,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     outputs=outputs,
                     hint=hint,
                     mse_source=args.mse_source,
+                    band=args.band,
                 )
             )
             if plan is not None:

@@ -2,7 +2,7 @@
 
 Spelling (``parse_strategy``): ``honest``, ``scale:C``, ``boost:BETA``, ``zero:FRACTION``,
 ``noise:SIGMA``, ``corrupt:FRACTION``, ``corrupt-targeted:FRACTION``,
-``inflate-residual``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``,
+``inflate-residual``, ``plan-aware``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``,
 ``never-finish``.
 
 Attribution attacks (docs/protocol.md sections 1.3, 6.12) keep the mean prediction ``a0 + mu sum a``
@@ -16,7 +16,10 @@ fixed (the intercept is re-fitted), so their error is exactly the degree-1 chang
 f-value attacks hide a bad attribution (scale 0.5) by committing altered f-values of E:
 ``corrupt:Q`` alters a uniformly random fraction Q of the rows, ``corrupt-targeted:Q``
 alters rows of the rho and 2 rho levels whose partners have the largest |r|, and
-``inflate-residual`` alters every row. Each altered value is set to the end of [-b, b]
+``inflate-residual`` alters every row, and ``plan-aware`` knows the plan: it alters exactly
+as many values as the Verifier's spot checks tolerate (``m_tolerated`` of the plan, from
+|E|, k and delta), chosen where ``|c_t r(partner)|`` is largest over all three levels.
+Each altered value is set to the end of [-b, b]
 that moves the Verifier's statistic most in the Prover's favour (lower err estimate for
 the residual estimator, higher B_>=2 estimate for the paper estimator).
 ``swap`` streams another attribution than the one committed; ``bad-length`` and
@@ -37,6 +40,7 @@ from attribution.fourier.estimation import fit_coefficients
 from attribution.protocol.challenges import LEVELS, ChallengeLayout, ChallengePlan
 from attribution.protocol.common import g_values
 from attribution.protocol.params import ProtocolParams
+from attribution.stats import max_undetected
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -60,7 +64,7 @@ class Strategy:
 
     @property
     def corrupts(self) -> bool:
-        return self.kind in ("corrupt", "corrupt-targeted", "inflate-residual")
+        return self.kind in _CORRUPTING
 
     def attribution(self, honest: FloatArray, p: float) -> FloatArray:
         """The attribution matrix to commit, from the honest one (T, 1 + N)."""
@@ -68,7 +72,7 @@ class Strategy:
         mu = 2 * p - 1
         n = A.shape[1] - 1
         kind, v = self.kind, self.value
-        if kind in ("corrupt", "corrupt-targeted", "inflate-residual"):
+        if kind in _CORRUPTING:
             kind, v = "scale", 0.5
         if kind in ("honest", "swap", "bad-length", "non-finite", "refuse-verdict", "never-finish"):
             return A
@@ -132,6 +136,10 @@ class Strategy:
         elif self.kind == "corrupt":
             rng = np.random.default_rng(self.seed)
             rows = rng.choice(n_rows, size=round(self.value * n_rows), replace=False)
+        elif self.kind == "plan-aware":
+            p = ctx.params
+            m = max_undetected(n_rows, p.k, p.split.corruption * p.delta) if p.k else 0
+            rows = self._plan_aware_rows(F, ctx, m)
         else:
             rows = self._targeted_rows(F, ctx, round(self.value * n_rows))
         partner = _partners(layout)
@@ -166,6 +174,22 @@ class Strategy:
         cand, w = np.concatenate(rows), np.concatenate(weight)
         return cand[np.argsort(-w, kind="stable")[:m]]
 
+    def _plan_aware_rows(self, F: FloatArray, ctx: EvalContext, m: int) -> npt.NDArray[np.int64]:
+        """The ``m`` pair members whose alteration moves the statistic most: weight
+        ``|c_t| |r(partner)|`` (first output), every level."""
+        layout, o = ctx.layout, ctx.params.outputs[0]
+        residual = ctx.params.estimator == "residual"
+        g = ctx.g[:, o] if residual else np.zeros(layout.n_rows)
+        r = np.abs(F[:, o] - g)
+        coefs = fit_coefficients(ctx.params.rho, ctx.params.estimator)
+        partner = _partners(layout)
+        weight = np.zeros(layout.n_rows)
+        for level, key in enumerate(LEVELS):
+            xs, xps = layout.level_rows(level)
+            members = np.concatenate([xs, xps])
+            weight[members] = abs(coefs[key]) * r[partner[members]]
+        return np.argsort(-weight, kind="stable")[:m]
+
 
 def _partners(layout: ChallengeLayout) -> npt.NDArray[np.int64]:
     partner = np.full(layout.n_rows, -1, dtype=np.int64)
@@ -184,10 +208,12 @@ def _levels(layout: ChallengeLayout) -> list[str]:
     return out
 
 
+_CORRUPTING = ("corrupt", "corrupt-targeted", "inflate-residual", "plan-aware")
 _VALUED = {"scale", "boost", "zero", "noise", "corrupt", "corrupt-targeted"}
 _PLAIN = {
     "honest",
     "inflate-residual",
+    "plan-aware",
     "swap",
     "bad-length",
     "non-finite",
@@ -211,6 +237,6 @@ def parse_strategy(text: str, seed: int = 0) -> Strategy:
         return Strategy(text, kind, v, seed)
     raise UsageError(
         f"unknown strategy {text!r}: use honest, scale:C, boost:BETA, zero:FRACTION, "
-        "noise:SIGMA, corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, swap, "
-        "bad-length, non-finite, refuse-verdict or never-finish"
+        "noise:SIGMA, corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, plan-aware, "
+        "swap, bad-length, non-finite, refuse-verdict or never-finish"
     )
