@@ -4,7 +4,7 @@
 #   ./dev.sh test   set up .venv if needed, then ruff, mypy, lint-imports and the tests
 #   ./dev.sh bench  set up, then the benchmarks recorded in docs/benchmarks.md
 # Set-up installs the CPU build of torch 2.13.0 first (so pip never pulls a CUDA build),
-# then the package in editable mode with its extras (VATTR_EXTRAS, default "dev").
+# then the package in editable mode with its extras (VATTR_EXTRAS, default "dev,realdata").
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,7 +14,7 @@ if [ -z "$PY" ]; then
     if command -v "$cand" >/dev/null 2>&1; then PY=$cand; break; fi
   done
 fi
-EXTRAS=${VATTR_EXTRAS:-dev}
+EXTRAS=${VATTR_EXTRAS:-dev,realdata}
 
 setup() {
   local stamp=".venv/.vattr-setup-$EXTRAS"

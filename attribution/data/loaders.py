@@ -4,6 +4,11 @@ Sources (the ``data.source`` field of a task spec):
 
 * ``sklearn:NAME`` -- a data set bundled with scikit-learn (``breast_cancer``, ``digits``,
   ``diabetes``, ``wine``, ``iris``); no network access.
+* ``statsmodels:NAME`` -- a data set shipped as a CSV file inside the statsmodels package
+  (optional: ``pip install 'verifiable-attribution[realdata]'``); no network access.
+  ``randhie``: the RAND Health Insurance Experiment, 20,190 people; features the nine
+  columns ``lncoins idp lpi fmde physlm disea hlthg hlthf hlthp`` in file order, target
+  ``mdvis > 0`` (1 if the person had any outpatient doctor visit).
 * ``npz:PATH`` -- a NumPy archive holding arrays ``X`` (n, d) and ``y`` (n,).
 * ``csv:PATH`` -- comma-separated numbers, one row per point, the label in the last column.
 
@@ -31,6 +36,16 @@ from attribution.subsets import xof
 FloatArray = npt.NDArray[np.float64]
 
 SKLEARN_SETS = ("breast_cancer", "digits", "diabetes", "wine", "iris")
+
+# statsmodels data sets read from ``statsmodels/datasets/NAME/NAME.csv``: the count column
+# binarised as ``target > 0`` and the feature columns, both as named in the CSV header.
+STATSMODELS_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "randhie": (
+        "mdvis",
+        ("lncoins", "idp", "lpi", "fmde", "physlm", "disea", "hlthg", "hlthf", "hlthp"),
+    ),
+}
+REALDATA_HINT = "pip install 'verifiable-attribution[realdata]'"
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,8 @@ def load_source(source: str, base_dir: Path | None = None) -> RawData:
     kind, _, rest = source.partition(":")
     if kind == "sklearn":
         return _load_sklearn(rest)
+    if kind == "statsmodels":
+        return _load_statsmodels(rest)
     if kind in ("npz", "csv"):
         path = Path(rest)
         if not path.is_absolute() and base_dir is not None:
@@ -77,7 +94,8 @@ def load_source(source: str, base_dir: Path | None = None) -> RawData:
             raise UsageError(f"data file not found: {path}")
         return _load_npz(path) if kind == "npz" else _load_csv(path)
     raise UsageError(
-        f"unknown data source {source!r}: use sklearn:NAME, npz:PATH, csv:PATH or synthetic"
+        f"unknown data source {source!r}: use sklearn:NAME, statsmodels:NAME, npz:PATH, "
+        "csv:PATH or synthetic"
     )
 
 
@@ -91,6 +109,37 @@ def _load_sklearn(name: str) -> RawData:
     loader = getattr(datasets, f"load_{name}")
     bunch = loader()
     return _checked(np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), name)
+
+
+def _load_statsmodels(name: str) -> RawData:
+    if name not in STATSMODELS_SETS:
+        raise UsageError(
+            f"unknown statsmodels data set {name!r}; known: {', '.join(STATSMODELS_SETS)}"
+        )
+    try:
+        import statsmodels  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise UsageError(
+            f"data source statsmodels:{name} needs the statsmodels package: {REALDATA_HINT}"
+        ) from exc
+    path = Path(statsmodels.__file__).parent / "datasets" / name / f"{name}.csv"
+    target, features = STATSMODELS_SETS[name]
+    where = f"statsmodels:{name} ({path})"
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = tuple(c.strip().strip('"') for c in f.readline().split(","))
+            table = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read the data file ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise UsageError(f"{where}: cannot parse CSV data ({exc})") from exc
+    if sorted(header) != sorted((target, *features)) or table.shape[1] != len(header):
+        raise UsageError(
+            f"{where}: unexpected columns {', '.join(header)}; "
+            f"need {', '.join((target, *features))}"
+        )
+    cols = [header.index(c) for c in features]
+    return _checked(table[:, cols], table[:, header.index(target)] > 0, where)
 
 
 def _load_npz(path: Path) -> RawData:
