@@ -86,9 +86,14 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown task {args.show!r}; built-in: {', '.join(builtin_names())}")
         sys.stdout.write((BUILTIN_DIR / f"{args.show}.toml").read_text(encoding="utf-8"))
         return EXIT_OK
-    rows = [load_task(resolve_spec(name)).describe() for name in builtin_names()]
+    rows, unavailable = [], []
+    for name in builtin_names():
+        try:
+            rows.append(load_task(resolve_spec(name)).describe())
+        except UsageError as exc:  # e.g. a task whose optional data package is missing
+            unavailable.append({"name": name, "unavailable": str(exc)})
     if args.json:
-        print(json.dumps({"tasks": rows}, indent=1))
+        print(json.dumps({"tasks": rows, "unavailable": unavailable}, indent=1))
         return EXIT_OK
     print(f"{'name':<22} {'N':>6} {'outputs':>7} {'p':>5} {'tau':>7}  digest")
     for r in rows:
@@ -96,6 +101,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             f"{r['name']:<22} {r['n_points']:>6} {r['n_outputs']:>7} {r['p']:>5} "
             f"{r['tau']:>7.0e}  {r['digest']}"
         )
+    for u in unavailable:
+        print(f"{u['name']:<22} unavailable: {u['unavailable']}")
     return EXIT_OK
 
 

@@ -19,6 +19,17 @@ from vattr.cli_args import add_task_args
 FloatArray = npt.NDArray[np.float64]
 
 
+def _add_band_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--band",
+        choices=["task", "committed"],
+        default="task",
+        help="audited target: f clipped to [-b, b] (task), or f clipped to the committed "
+        "attribution +- R with R from a secret pilot of the Verifier's own trainings "
+        "(committed; residual estimator; far fewer spot checks, docs/protocol.md 6.13)",
+    )
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("simulate", help="in-process protocol runs against a (dis)honest Prover")
     add_task_args(p)
@@ -47,14 +58,7 @@ def register(sub: Any) -> None:
         help="paper estimator: MSE from the Verifier's own trainings (local) or "
         "from the Prover's spot-checked singletons of E (delegated)",
     )
-    p.add_argument(
-        "--band",
-        choices=["task", "committed"],
-        default="task",
-        help="audited target: f clipped to [-b, b] (task), or f clipped to the committed "
-        "attribution +- R with R from a secret pilot of the Verifier's own trainings "
-        "(committed; residual estimator; far fewer spot checks, docs/protocol.md 6.13)",
-    )
+    _add_band_argument(p)
     p.add_argument("--rho", type=float, default=None, help="noise level (default: planned)")
     p.add_argument(
         "--hint",
@@ -107,14 +111,7 @@ def register(sub: Any) -> None:
         default="local",
         help="where the paper estimator's MSE samples come from (local only)",
     )
-    p.add_argument(
-        "--band",
-        choices=["task", "committed"],
-        default="task",
-        help="audited target: f clipped to [-b, b] (task), or f clipped to the committed "
-        "attribution +- R with R from a secret pilot of the Verifier's own trainings "
-        "(committed; residual estimator; far fewer spot checks, docs/protocol.md 6.13)",
-    )
+    _add_band_argument(p)
     p.add_argument("--rho", type=float, default=None)
     p.add_argument(
         "--hint",

@@ -81,3 +81,20 @@ def test_missing_statsmodels_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -
 def test_unknown_statsmodels_set() -> None:
     with pytest.raises(UsageError, match="unknown statsmodels data set 'nope'"):
         load_source("statsmodels:nope")
+
+
+def test_task_listing_survives_a_missing_statsmodels(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vattr tasks` lists the other tasks and names the one it cannot load."""
+    import json
+
+    from vattr.cli import main
+
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
+    assert main(["tasks", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert "breast_cancer-logreg" in [t["name"] for t in listing["tasks"]]
+    (missing,) = listing["unavailable"]
+    assert missing["name"] == "randhie-logreg"
+    assert "realdata" in missing["unavailable"]
