@@ -398,6 +398,8 @@ class VerifierSession:
             e_masks = self._masks_fn(self.challenge_plan())
         stats: list[dict[str, Any]] = []
         verdicts = []
+        # C, derived once for every output's clip statistics (committed band)
+        spot_rows = self.spot_check_rows() if self.params.band == "committed" else []
         for j, o in enumerate(self.params.outputs):
             row = attribution[o]
             mse_terms = None
@@ -423,7 +425,7 @@ class VerifierSession:
             clip: dict[str, Any] | None = None
             target: dict[str, Any] = {}
             if self.params.band == "committed":
-                band, clip, target = self._band(o, row, g_e, spot, mse_values, mse_masks)
+                band, clip, target = self._band(o, row, g_e, spot, spot_rows, mse_values, mse_masks)
             dec = decide_output(
                 self.params,
                 self.layout,
@@ -450,6 +452,7 @@ class VerifierSession:
         row: FloatArray,
         g_e: FloatArray,
         spot: FloatArray,
+        spot_rows: list[int],
         pilot: FloatArray | None,
         pilot_masks: npt.NDArray[np.bool_] | None,
     ) -> tuple[tuple[FloatArray, FloatArray], dict[str, Any], dict[str, Any]]:
