@@ -38,7 +38,7 @@ from attribution.execution.executors import Executor
 from attribution.protocol import need
 from attribution.protocol.common import Phase
 from attribution.protocol.messages import MessageError
-from attribution.protocol.prover import ProverSession
+from attribution.protocol.prover import ChallengeTooLarge, ProverSession
 from attribution.v1 import common_pb2, prover_pb2, prover_pb2_grpc
 from prover.served import ServedTask
 from prover.session_file import SESSION_FILE, SessionRecord
@@ -438,7 +438,10 @@ class ProverServicer(prover_pb2_grpc.ProverServiceServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     "reveal the challenge after the attribution commitment",
                 )
-            plan = s.session.on_challenge(body)
+            try:
+                plan = s.session.on_challenge(body, max_rows=self.max_challenges)
+            except ChallengeTooLarge as exc:  # a pilot-sized E beyond this Prover's limit
+                raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from exc
             s.reveal_body = body
             job = Job(uuid.uuid4().hex, plan.n_rows)
             s.job = job

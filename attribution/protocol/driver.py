@@ -8,7 +8,10 @@ statistics, verdicts and transcript heads for the same seeds. The order is that 
 docs/protocol.md section 2:
 
 1. OpenSession / SessionOpened (skipped when the session is already open, e.g. resumed);
-2. AttributionCommitment;
+2. AttributionCommitment; with planning "pilot" (docs/protocol.md section 6.14) the
+   attribution is streamed now, the Verifier trains its secret pilot M and fixes the
+   sizes from the committed attribution's residual on it (a malformed attribution is a
+   REJECT before any training, and E is never revealed);
 3. ChallengeReveal, then the Prover trains E (interactive mode only);
 4. EvaluationCommitment, then the streamed attribution and f-values;
 5. the Verifier trains its secret spot checks C and MSE samples M -- only when what was
@@ -145,6 +148,17 @@ def decide(
         session.on_opened(_once(journal, "opened", lambda: port.open_session(request)))
     session.on_attribution_commitment(_once(journal, "attribution", port.commit_attribution))
     interactive = session.params.mode == "interactive"
+    pilot_planned = session.params.planning == "pilot"
+    n_a = task.n_outputs * (task.n_points + 1)
+    mse = None
+    if pilot_planned:
+        _receive_attribution(session, port, n_a)
+        m_plan = session.mse_plan()
+        if session.failure is not None or m_plan is None:
+            spot = np.zeros((0, task.n_outputs))
+            return Decided(session.decide(spot, None, claimed_mse), spot, None)
+        mse = train(m_plan, range(m_plan.n_rows), "mse")
+        session.size_from_pilot(mse)
     if interactive:
         reveal = session.reveal_challenge().to_bytes()
         job = _once(journal, "job", lambda: port.reveal_challenge(reveal).encode()).decode()
@@ -154,11 +168,8 @@ def decide(
             return port.commit_evaluations()
 
         session.on_evaluation_commitment(_once(journal, "evaluations", evaluations))
-    n_a = task.n_outputs * (task.n_points + 1)
-    try:
-        session.receive_attribution(port.stream_attribution(n_a))
-    except StreamRejected as exc:
-        session.reject_stream("attribution", str(exc))
+    if not pilot_planned:
+        _receive_attribution(session, port, n_a)
     if interactive:
         n_f = session.layout.n_rows * task.n_outputs
         try:
@@ -166,15 +177,21 @@ def decide(
         except StreamRejected as exc:
             session.reject_stream("evaluations", str(exc))
     spot = np.zeros((0, task.n_outputs))
-    mse = None
     if session.failure is None:  # cheap checks first: no training against a REJECT
         rows = session.spot_check_rows()
         if rows:
             spot = train(session.challenge_plan(), rows, "spot")
         m_plan = session.mse_plan()
-        if m_plan is not None:
+        if m_plan is not None and mse is None:
             mse = train(m_plan, range(m_plan.n_rows), "mse")
     return Decided(session.decide(spot, mse, claimed_mse), spot, mse)
+
+
+def _receive_attribution(session: VerifierSession, port: ProverPort, n_values: int) -> None:
+    try:
+        session.receive_attribution(port.stream_attribution(n_values))
+    except StreamRejected as exc:
+        session.reject_stream("attribution", str(exc))
 
 
 def deliver(

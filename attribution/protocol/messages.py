@@ -33,6 +33,8 @@ class Message:
     kind: ClassVar[str] = "message"
     # exact byte lengths of the bytes fields (keys, digests, seeds, signatures)
     sizes: ClassVar[dict[str, int]] = {}
+    # fields that are left out of the bytes when None (and decode to None when absent)
+    optional: ClassVar[frozenset[str]] = frozenset()
 
     def check(self) -> None:
         """Field constraints beyond types; raises :class:`MessageError`."""
@@ -43,6 +45,8 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.kind}
         for k, v in asdict(self).items():
+            if v is None and k in self.optional:
+                continue
             out[k] = v.hex() if isinstance(v, bytes) else v
         return out
 
@@ -103,12 +107,21 @@ class AttributionCommitment(Message):
 
 @dataclass(frozen=True)
 class ChallengeReveal(Message):
-    """3. V -> P: the challenge seed and its salt (checked against commit_e)."""
+    """3. V -> P: the challenge seed and its salt (checked against commit_e); with planning
+    "pilot" also ``plan``, the sizes fixed from the Verifier's pilot (the keys of
+    :data:`attribution.protocol.params.PILOT_SIZED`), absent otherwise."""
 
     kind: ClassVar[str] = "reveal_challenge"
     sizes: ClassVar[dict[str, int]] = {"seed": 32, "salt": 32}
+    optional: ClassVar[frozenset[str]] = frozenset({"plan"})
     seed: bytes
     salt: bytes
+    plan: dict[str, Any] | None = None
+
+    def check(self) -> None:
+        super().check()
+        if self.plan is not None and not isinstance(self.plan, dict):
+            raise MessageError("reveal_challenge.plan must be an object")
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,8 @@ def decode(data: bytes, expected: type[T]) -> T:
         raise MessageError(f"expected a {expected.kind!r} message")
     values: dict[str, Any] = {}
     for f in fields(expected):
+        if f.name not in raw and f.name in expected.optional:
+            continue
         if f.name not in raw:
             raise MessageError(f"{expected.kind}: missing field {f.name!r}")
         v = raw[f.name]

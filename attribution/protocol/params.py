@@ -3,13 +3,16 @@
 Everything the decision depends on is here: epsilon and delta (epsilon in squared output
 units, so eps / b^2 is the scale-free accuracy), the estimator, the sizes of E, the
 spot-check count k, the local MSE sample count |M|, rho, the honest slack eta, the
-outputs verified, and the split of delta over the failure events.
+outputs verified, and the split of delta over the failure events. With planning "pilot"
+(docs/protocol.md section 6.14) the sizes rho, n_pairs, n_single and k are zero at open and
+fixed after the attribution commitment from the Verifier's secret pilot M; ChallengeReveal
+carries them and both parties derive E from them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from attribution.encoding import TAG_PARAMS, domain_hash
@@ -26,6 +29,12 @@ MSE_SOURCES = ("local", "delegated")
 # the radius R fixed from the Verifier's secret pilot M (residual estimator only).
 BANDS = ("task", "committed")
 BAND_DEFAULTS = {"radius_scale": 4.5, "clip_level": 0.01}
+# When the sizes are fixed (docs/protocol.md section 6.14): "fixed" at session open (from a
+# hint, or given); "pilot" after the attribution commitment, from the committed
+# attribution's residual on the Verifier's secret pilot M (band "committed", interactive).
+PLANNINGS = ("fixed", "pilot")
+# the sizes a pilot-planned session fixes after the commitment (zero at open)
+PILOT_SIZED = ("rho", "n_pairs", "n_single", "k")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class ProtocolParams:
     band: str = "task"
     radius_scale: float = BAND_DEFAULTS["radius_scale"]
     clip_level: float = BAND_DEFAULTS["clip_level"]
+    planning: str = "fixed"
+    # planning "pilot": the most trainings (Prover's |E| plus the Verifier's k + |M|) the
+    # sizes fixed after the pilot may reach (0: no cap)
+    budget: int = 0
 
     def __post_init__(self) -> None:
         def is_int(x: object) -> bool:
@@ -71,9 +84,9 @@ class ProtocolParams:
             raise UsageError(
                 "epsilon, delta, rho, eta, radius_scale and clip_level must be numbers"
             )
-        sizes = (*self.n_pairs, self.n_single, self.k, self.m)
+        sizes = (*self.n_pairs, self.n_single, self.k, self.m, self.budget)
         if len(self.n_pairs) != 3 or not all(is_int(x) for x in sizes):
-            raise UsageError("n_pairs must be 3 integers; n_single, k and m integers")
+            raise UsageError("n_pairs must be 3 integers; n_single, k, m and budget integers")
         if not all(is_int(o) for o in self.outputs):
             raise UsageError("outputs must be integers")
         if not (math.isfinite(self.epsilon) and self.epsilon > 0):
@@ -101,11 +114,18 @@ class ProtocolParams:
                 raise UsageError(f"clip_level must lie in (0, 1), got {self.clip_level}")
         elif (self.radius_scale, self.clip_level) != tuple(BAND_DEFAULTS.values()):
             raise UsageError("radius_scale and clip_level apply only to band 'committed'")
+        if self.planning not in PLANNINGS:
+            raise UsageError(f"planning must be one of {', '.join(PLANNINGS)}")
+        if self.planning == "pilot":
+            if self.band != "committed" or self.mode != "interactive":
+                raise UsageError("planning 'pilot' needs band 'committed' and interactive mode")
+        elif self.budget != 0:
+            raise UsageError("budget applies only to planning 'pilot'")
         if self.fit not in FITS:
             raise UsageError(f"fit must be one of {', '.join(FITS)}")
         if not 0 < self.rho <= 0.5:
             raise UsageError(f"rho must lie in (0, 0.5] (2 rho <= 1), got {self.rho}")
-        if min(self.n_pairs) < 0 or self.n_single < 0 or self.k < 0 or self.m < 0:
+        if min(self.n_pairs) < 0 or min(self.n_single, self.k, self.m, self.budget) < 0:
             raise UsageError("sizes must be non-negative")
         if not 0 <= self.eta < self.epsilon / 2:
             raise UsageError("eta must lie in [0, epsilon/2)")
@@ -119,6 +139,35 @@ class ProtocolParams:
     def n_challenges(self) -> int:
         return 2 * sum(self.n_pairs) + self.n_single
 
+    @property
+    def total_trainings(self) -> int:
+        """Prover's |E| plus the Verifier's k + |M| (interactive mode)."""
+        return self.n_challenges + self.k + self.m
+
+    def opening(self) -> ProtocolParams:
+        """The parameters as sent at session open: for planning "pilot" the sizes of
+        :data:`PILOT_SIZED` are zero (rho 0.25), fixed only after the pilot
+        (:meth:`sized`); otherwise ``self``."""
+        if self.planning != "pilot":
+            return self
+        return replace(self, rho=0.25, n_pairs=(0, 0, 0), n_single=0, k=0)
+
+    def sized(self, sizes: dict[str, Any]) -> ProtocolParams:
+        """These opening parameters with the sizes a pilot fixed (exactly the keys of
+        :data:`PILOT_SIZED`, JSON-typed as in :meth:`to_dict`); raises UsageError."""
+        if self.planning != "pilot" or self != self.opening():
+            raise UsageError("only the opening parameters of a pilot-planned session are sized")
+        if not isinstance(sizes, dict) or set(sizes) != set(PILOT_SIZED):
+            raise UsageError(f"the pilot's sizes must be exactly {', '.join(PILOT_SIZED)}")
+        d = self.to_dict()
+        d.update(sizes)
+        return ProtocolParams.from_dict(d)
+
+    def size_fields(self) -> dict[str, Any]:
+        """The values of :data:`PILOT_SIZED`, JSON-typed (what ChallengeReveal carries)."""
+        d = self.to_dict()
+        return {name: d[name] for name in PILOT_SIZED}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["n_pairs"] = list(self.n_pairs)
@@ -128,6 +177,8 @@ class ProtocolParams:
             # session is the one of protocol version 1 (docs/protocol.md section 3)
             for name in ("band", *BAND_DEFAULTS):
                 del d[name]
+        if self.planning == "fixed":
+            del d["planning"], d["budget"]  # likewise: absent unless "pilot"
         return d
 
     @classmethod

@@ -5,8 +5,8 @@ confidence bound ``err_hat + w + bias + corruption + tolerance <= eps`` (see
 :mod:`attribution.protocol.decision`), and ``err_hat <= eta + w`` with high probability, so the
 planner sizes the run for ``2 w + bias + corruption + tolerance <= eps - eta`` with the
 shares ``2 w: 50 %``, ``bias: 20 %``, ``corruption: 20 %``, ``tolerance: <= 5 %``
-(5 % slack); with the committed band (docs/protocol.md section 6.13) ``2 w: 45 %`` and
-``corruption: 25 %``, and the pilot M of :data:`PILOT_SIZE` trainings fixes its radius.
+(5 % slack); with the committed band (docs/protocol.md section 6.13) ``2 w: 40 %`` and
+``corruption: 30 %``, and the pilot M of :data:`PILOT_SIZE` trainings fixes its radius.
 
 * ``practical`` (variance-aware): the number of pairs per level ``n`` makes the CLT
   half-width ``w = z sqrt(sum_t c_t^2 V / n)`` fit its share, with ``V = 2 h^2`` the
@@ -37,16 +37,21 @@ from attribution.protocol.params import BAND_DEFAULTS, ProtocolParams
 from attribution.stats import miss_probability, normal_quantile, spot_checks_needed
 
 SHARE_NOISE, SHARE_BIAS, SHARE_CORRUPTION, SHARE_TOLERANCE = 0.5, 0.2, 0.2, 0.05
-# With the committed band the spot checks, not E, are the Verifier's cost: 5 % of the
+# With the committed band the spot checks, not E, are the Verifier's cost: 10 % of the
 # budget moves from the noise to the corruption share (fewer spot checks for a larger E;
-# breast_cancer-logreg at eps 0.03: k 3,498 -> 2,969, |E| 12,228 -> 15,096).
-BAND_SHARE_NOISE, BAND_SHARE_CORRUPTION = 0.45, 0.25
+# breast_cancer-logreg at eps 0.03: k 4,959 -> 4,577, |E| 15,096 -> 19,110; measured in
+# docs/benchmarks.md, "Protocol: sizes from the Verifier's pilot").
+BAND_SHARE_NOISE, BAND_SHARE_CORRUPTION = 0.40, 0.30
 # No CLT interval rests on a handful of values: every level of a planned (non-explicit)
 # run has at least this many pairs, whatever the hint says.
 MIN_PAIRS_PER_LEVEL = 50
 # A hint (E[r^2] or E[f^2], in units of b^2) is clamped into this range before planning;
-# it only ever sizes the run, and a hint outside it is not a plausible honest residual.
-HINT_RANGE = (1e-4, 4.0)
+# it only ever sizes the run. The floor is far below any residual float64 training
+# resolves but not zero: randhie-logreg's mean margin has E[r^2] / b^2 ~ 3e-9.
+HINT_RANGE = (1e-12, 4.0)
+# Planning "pilot": the pilot's sizes are capped at this many times the forecast's
+# trainings unless a budget is given (docs/protocol.md section 6.14).
+BUDGET_FACTOR = 2
 # Local trainings of the pilot M that fixes the committed band's radius (band "committed").
 PILOT_SIZE = 100
 RHO_GRID = tuple(round(0.5 - 0.01 * i, 2) for i in range(49))  # 0.50 .. 0.02
@@ -131,14 +136,38 @@ def plan_run(
     fit: str = "interp",
     explicit: dict[str, int] | None = None,
     mse_source: str = "local",
-    band: str = "task",
+    band: str | None = None,
+    planning: str | None = None,
+    budget: int | None = None,
+    radius_scale: float = BAND_DEFAULTS["radius_scale"],
+    clip_level: float = BAND_DEFAULTS["clip_level"],
 ) -> Plan:
     """Choose the sizes of a run (see the module docstring).
 
     ``band``: the audited target (:data:`attribution.protocol.params.BANDS`, docs/protocol.md
     section 6.13); ``"committed"`` needs the residual estimator, not naive mode and not
-    the theory preset, and adds the pilot M of :data:`PILOT_SIZE` local trainings.
+    the theory preset, and adds the pilot M of :data:`PILOT_SIZE` local trainings. Default:
+    ``"committed"`` wherever it applies, else ``"task"``.
+
+    ``planning`` (docs/protocol.md section 6.14): ``"pilot"`` fixes rho, the pairs per level
+    and k after the attribution commitment from the committed attribution's residual on
+    the pilot M (:func:`replan_from_pilot`); the sizes planned here from ``hint`` are then
+    only a forecast, and ``budget`` caps the pilot's plan at that many trainings (0: no
+    cap; default :data:`BUDGET_FACTOR` times the forecast's trainings: a Prover whose
+    committed attribution is far off cannot make the Verifier's run grow without bound).
+    Default: ``"pilot"`` for the committed band in interactive mode with the practical
+    preset and no given ``rho``, else ``"fixed"``.
     """
+    if band is None:
+        fits = estimator == "residual" and mode != "naive" and preset != "theory"
+        band = "committed" if fits else "task"
+    if planning is None:
+        pilot = band == "committed" and mode == "interactive" and preset == "practical"
+        planning = "pilot" if pilot and rho is None else "fixed"
+    if planning == "pilot" and (band != "committed" or mode != "interactive"):
+        raise UsageError("planning 'pilot' needs band 'committed' and interactive mode")
+    if planning == "pilot" and preset != "practical":
+        raise UsageError("planning 'pilot' needs the practical preset")
     b, tau = task.bound, task.tau
     for name, value in (("epsilon", epsilon), ("delta", delta)):
         if not math.isfinite(value) or value <= 0:
@@ -171,7 +200,7 @@ def plan_run(
     )
     Z = len(outs)
     split = base.split
-    base_radius_scale = BAND_DEFAULTS["radius_scale"]
+    base_radius_scale = radius_scale
     spare = epsilon - eta
     notes: list[str] = []
     # hints: E[r^2] of an honest residual (residual estimator), E[f^2] (paper estimator)
@@ -231,7 +260,7 @@ def plan_run(
             # comes from the pilot, decision.band_radius); the charges of
             # fourier.estimation.banded_corruption_charges with honest |r| ~ sqrt(h)
             r_plan = min(base_radius_scale * math.sqrt(h), 2 * b)
-            charge = c_max / n * max((r_plan + math.sqrt(h)) * math.sqrt(h), (r_plan**2 + h) / 2)
+            charge = _banded_planning_charge(c_max, n, h, r_plan, share_corruption * spare)
             m = PILOT_SIZE
         elif estimator == "residual":
             charge = c_max / n * max(2 * b * math.sqrt(h), ((2 * b) ** 2 + h) / 2)
@@ -239,7 +268,10 @@ def plan_run(
             charge = c_max / n * 2 * b * math.sqrt(h_f2)
         m_tol = int(share_corruption * spare / charge)
         k = spot_checks_needed(6 * n + n_single, m_tol, split.corruption * delta)
-        tol_term = sum(abs(coefs[t]) for t in ("0", "rho", "2rho")) * (4 * b * tau + tau * tau)
+        # the decision charges |c| (2 r tau + tau^2) with r the largest observed |f - g| +
+        # tau: at most 2 b, and with the band about its radius
+        r_tol = (min(base_radius_scale * math.sqrt(h), 2 * b) if banded else 2 * b) + tau
+        tol_term = sum(abs(coefs[t]) for t in ("0", "rho", "2rho")) * (2 * r_tol * tau + tau**2)
         if tol_term > SHARE_TOLERANCE * spare:
             notes.append(f"the tolerance tau={tau:g} costs {tol_term:.3g} of the budget")
     if mode == "naive":
@@ -250,11 +282,23 @@ def plan_run(
     if band == "committed" and preset != "explicit":
         # the clip rate of the band is measured on the spot checks: enough of them that a
         # rate below clip_level / 2 gives an upper confidence bound below clip_level
-        k = max(k, math.ceil(2 * math.log(1 / delta) / BAND_DEFAULTS["clip_level"]))
+        k = max(k, math.ceil(2 * math.log(1 / delta) / clip_level))
     k_interactive = k
     if mode == "noninteractive":
         k = 0
     params = replace(base, rho=r, n_pairs=(n, n, n), n_single=n_single, k=k, m=m, band=band)
+    if band == "committed":
+        params = replace(params, radius_scale=radius_scale, clip_level=clip_level)
+    if planning == "pilot":
+        if budget is None:
+            budget = BUDGET_FACTOR * (params.n_challenges + k + m)
+        if budget < 0:
+            raise UsageError(f"budget must be >= 0 (0: no cap), not {budget}")
+        params = replace(params, planning="pilot", budget=budget)
+        notes.append(
+            "sizes planned from the hint are a forecast: the Verifier fixes rho, the pairs "
+            f"and k after the commitment, from the residual on its pilot of {m} trainings"
+        )
     E = params.n_challenges
     if mode == "interactive" and k >= E:
         notes.append("k >= |E|: every challenge is spot-checked (as costly as non-interactive)")
@@ -293,6 +337,88 @@ def plan_run(
         recommendation=rec,
         notes=tuple(notes),
     )
+
+
+def replan_from_pilot(
+    task: TaskInfo, opened: ProtocolParams, residual_sq: float
+) -> tuple[ProtocolParams, float]:
+    """The sizes of a pilot-planned session (docs/protocol.md section 6.14), fixed after the
+    attribution commitment: :func:`plan_run` at the hint ``residual_sq`` (the largest mean
+    squared residual ``(f - g)^2`` of an audited output on the pilot M). When that plan
+    needs more than ``opened.budget`` trainings, the plan of the largest hint whose plan
+    fits the budget (bisection in log h; the smallest hint's plan if none fits): a run the
+    budget cannot size for ``residual_sq`` is sized consistently (rho, pairs and k of one
+    hint) for the largest residual it can afford, so a far-off attribution still meets the
+    rho and pairs that reject it. Returns the sized parameters and the hint they were
+    planned at (``< residual_sq`` when the budget bound). Deterministic in its inputs, so a
+    replay reproduces it; it only sizes the run (E and C are drawn afterwards from seeds
+    fixed at open), never soundness.
+    """
+    if opened.planning != "pilot":
+        raise UsageError("only a pilot-planned session is sized from its pilot")
+    b2 = task.bound * task.bound
+    hint = residual_sq if math.isfinite(residual_sq) and residual_sq >= 0 else HINT_RANGE[1] * b2
+    hint = min(max(hint, HINT_RANGE[0] * b2), HINT_RANGE[1] * b2)
+
+    def sized(h: float) -> ProtocolParams:
+        p = plan_run(
+            task,
+            opened.epsilon,
+            opened.delta,
+            estimator=opened.estimator,
+            mode=opened.mode,
+            eta=opened.eta,
+            outputs=opened.outputs,
+            hint=h,
+            fit=opened.fit,
+            band="committed",
+            planning="fixed",
+            radius_scale=opened.radius_scale,
+            clip_level=opened.clip_level,
+        ).params
+        n = p.n_pairs[0]
+        sizes = {"rho": p.rho, "n_pairs": [n, n, n], "n_single": p.n_single, "k": p.k}
+        return opened.opening().sized(sizes)
+
+    def fits(p: ProtocolParams) -> bool:
+        return not opened.budget or p.total_trainings <= opened.budget
+
+    best = sized(hint)
+    if fits(best):
+        return best, hint
+    lo, hi = math.log(HINT_RANGE[0] * b2), math.log(hint)
+    best, planned = sized(math.exp(lo)), math.exp(lo)
+    if not fits(best):
+        return best, planned
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        candidate = sized(math.exp(mid))
+        if fits(candidate):
+            lo, best, planned = mid, candidate, math.exp(mid)
+        else:
+            hi = mid
+    return best, planned
+
+
+def _banded_planning_charge(c_max: float, n: int, h: float, radius: float, share: float) -> float:
+    """The mean of the m largest banded charges (what the decision's corruption bound sums,
+    :func:`attribution.fourier.estimation.banded_corruption_charges`), for planning: a value
+    ``v`` whose partner has ``|r(w)| = q sqrt(h)`` is charged ``|c| / n * max((R + |r(v)|)
+    |r(w)|, (R^2 + |r(v) r(w)|) / 2)``. The m largest charges are those of the top fraction
+    ``m / 6n`` of ``|r(w)|``: for Gaussian residuals their mean ``q`` is about
+    ``Phi^-1(1 - m / 12 n) + 0.3`` (the quantile plus the mean excess above it), at most
+    ``R / sqrt(h)`` (the band clips beyond). ``m = share / charge`` and the charge depend
+    on each other: three fixed-point steps from ``m / 6n = 1e-3``."""
+    sd = math.sqrt(h)
+    top = 1e-3
+    charge = 0.0
+    for _ in range(3):
+        q = min(normal_quantile(1 - top / 2) + 0.3, radius / sd if sd > 0 else 0.0)
+        r_top = q * sd
+        charge = c_max / n * max((radius + sd) * r_top, (radius**2 + sd * r_top) / 2)
+        m = max(share / charge, 1.0)
+        top = min(m / (6 * n), 0.5)
+    return charge
 
 
 def _m_tolerated(E: int, k: int, delta_c: float) -> int:

@@ -2,7 +2,9 @@
 
 ``on_open`` -> SessionOpened; ``commit_attribution(A)`` -> AttributionCommitment (the
 Prover is bound to A before any challenge exists); ``on_challenge`` checks the revealed
-seed against the Verifier's commitment and returns E as a plan to train;
+seed against the Verifier's commitment and returns E as a plan to train (with planning
+"pilot", docs/protocol.md section 6.14, the reveal also carries the sizes the Verifier's
+pilot fixed: ``params`` becomes the sized parameters, every other field as opened);
 ``commit_evaluations(F)`` -> EvaluationCommitment; ``on_verdict`` checks the Verifier's
 signature and that the revealed seeds match the commitments made at open.
 What the Prover commits and streams is the caller's choice (the honest service or a
@@ -18,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from attribution.commitments import Direction, SigningKey, Transcript, vector_root
-from attribution.errors import LocalProtocolError, RemoteProtocolError
+from attribution.errors import LocalProtocolError, RemoteProtocolError, UsageError
 from attribution.protocol import need, statements
 from attribution.protocol.challenges import ChallengeLayout, ChallengePlan
 from attribution.protocol.common import (
@@ -45,6 +47,10 @@ FloatArray = npt.NDArray[np.float64]
 C = TypeVar("C", AttributionCommitment, EvaluationCommitment)
 
 
+class ChallengeTooLarge(RemoteProtocolError):
+    """The Verifier revealed an E larger than this Prover's limit (nothing was changed)."""
+
+
 class ProverSession:
     def __init__(
         self, task: TaskInfo, task_digest: bytes, key: SigningKey, nonce: bytes | None = None
@@ -57,6 +63,7 @@ class ProverSession:
         self.transcript: Transcript | None = None
         self.open_msg: OpenSession | None = None
         self.params: ProtocolParams | None = None
+        self.opened_params: ProtocolParams | None = None
         self.session_id = b""
         self.root_a = b""
         self.plan: ChallengePlan | None = None
@@ -77,6 +84,9 @@ class ProverSession:
         if msg.task_digest != self.task_digest:
             raise RemoteProtocolError("the Verifier asks for another task (digest mismatch)")
         self.params = ProtocolParams.from_dict(msg.params)
+        if self.params != self.params.opening():
+            raise RemoteProtocolError("a pilot-planned session opens with its sizes at zero")
+        self.opened_params = self.params
         self.open_msg = msg
         self.session_id = session_id_for(data)
         self.transcript = Transcript(self.session_id, PROTOCOL_VERSION)
@@ -127,17 +137,35 @@ class ProverSession:
         self.root_a = out.root
         return out
 
-    def on_challenge(self, data: bytes) -> ChallengePlan:
+    def on_challenge(self, data: bytes, max_rows: int | None = None) -> ChallengePlan:
+        """Accept the revealed challenge; ``max_rows``: refuse (:class:`ChallengeTooLarge`,
+        nothing changed) an E of more trainings than that."""
         self._expect(Phase.ATTRIBUTION, "on_challenge")
         transcript = need(self.transcript, "transcript")
         open_msg = need(self.open_msg, "open message")
-        params = need(self.params, "parameters")
+        opened = need(self.opened_params, "parameters")
         msg = decode(data, ChallengeReveal)
         if seed_commitment("E", msg.seed, msg.salt) != open_msg.commit_e:
             raise RemoteProtocolError("the revealed challenge seed does not match its commitment")
+        params = opened
+        if opened.planning == "pilot":
+            if msg.plan is None:
+                raise RemoteProtocolError("a pilot-planned challenge must carry its sizes")
+            try:
+                params = opened.sized(msg.plan)
+            except UsageError as exc:
+                raise RemoteProtocolError(f"the challenge's sizes are malformed: {exc}") from exc
+        elif msg.plan is not None:
+            raise RemoteProtocolError("sizes were fixed at open: the challenge carries none")
+        if max_rows is not None and params.n_challenges > max_rows:
+            raise ChallengeTooLarge(
+                f"|E| = {params.n_challenges} exceeds this Prover's limit of {max_rows} "
+                "trainings per session"
+            )
         transcript.append(Direction.VERIFIER_TO_PROVER, "reveal_challenge", data)
+        self.params = params
         bind = bind_digest(
-            self.task_digest, params.digest(), self.session_id, self.nonce, self.root_a
+            self.task_digest, opened.digest(), self.session_id, self.nonce, self.root_a
         )
         layout = ChallengeLayout(params.n_pairs, params.n_single)
         self.plan = make_challenge_plan(self.task, params, layout, msg.seed, bind)

@@ -5,7 +5,11 @@ Message order (docs/protocol.md section 2.3), each message appended to the hash-
 1.  ``open()``                      -> OpenSession (commitments to seed_E, seed_C, seed_M)
 1'. ``on_opened(bytes)``            <- SessionOpened (Prover nonce and key, signed)
 2.  ``on_attribution_commitment``   <- AttributionCommitment (Merkle root, signed)
-3.  ``reveal_challenge()``          -> ChallengeReveal (seed_E, salt_E); E is now fixed
+2'. planning "pilot" only (docs/protocol.md section 6.14): ``receive_attribution(values)``,
+    then ``size_from_pilot(pilot)`` with the local trainings of M: rho, the pairs per level
+    and k are fixed from the committed attribution's residual on the secret pilot
+3.  ``reveal_challenge()``          -> ChallengeReveal (seed_E, salt_E, and the pilot's
+    sizes); E is now fixed
 5.  ``on_evaluation_commitment``    <- EvaluationCommitment (root of the f-values, signed)
     ``receive_attribution(values)`` / ``receive_evaluations(values)``: roots recomputed
 6.  ``spot_check_rows()`` / ``mse_plan()``: what the caller must train locally
@@ -135,7 +139,11 @@ class VerifierSession:
         # how E's masks are derived (a cache may be injected when both roles share a process)
         self._masks_fn = masks_fn or (lambda plan: plan.masks(range(plan.n_rows)))
         self.task_digest = task_digest
-        self.params = params
+        # what is sent at open; with planning "pilot" the sizes are zero until the pilot
+        self.opened_params = params.opening()
+        self.params = self.opened_params
+        self.planning: dict[str, Any] | None = None  # the pilot's sizing, once done
+        self._pilot_digest = ""
         self.key = key
         self.secrets = secrets_ or VerifierSecrets.generate()
         self.phase = Phase.NEW
@@ -169,8 +177,13 @@ class VerifierSession:
 
     @property
     def bind(self) -> bytes:
+        # the opening parameters: M (drawn before a pilot fixes the sizes) and E share it
         return bind_digest(
-            self.task_digest, self.params.digest(), self.session_id, self.nonce, self.root_a
+            self.task_digest,
+            self.opened_params.digest(),
+            self.session_id,
+            self.nonce,
+            self.root_a,
         )
 
     # -- 1 ---------------------------------------------------------------------------
@@ -180,7 +193,7 @@ class VerifierSession:
         msg = OpenSession(
             protocol_version=PROTOCOL_VERSION,
             task_digest=self.task_digest,
-            params=self.params.to_dict(),
+            params=self.opened_params.to_dict(),
             verifier_key=self.key.public_key_raw,
             commit_e=seed_commitment("E", s.seed_e, s.salt_e),
             commit_c=seed_commitment("C", s.seed_c, s.salt_c),
@@ -233,10 +246,60 @@ class VerifierSession:
         self.root_a = self._on_commit(data, AttributionCommitment, "attribution", shape)
         self.phase = Phase.ATTRIBUTION
 
+    # -- 2' --------------------------------------------------------------------------
+    def size_from_pilot(self, pilot_values: FloatArray) -> None:
+        """Planning "pilot" (docs/protocol.md section 6.14): fix rho, the pairs per level and
+        k from the committed attribution's residual on the pilot M (the local trainings of
+        :meth:`mse_plan`, the same values later passed to :meth:`decide`). The hint is the
+        largest mean of ``(f - g)^2`` over the audited outputs; the sizes are
+        :func:`attribution.protocol.planner.replan_from_pilot` of it."""
+        from attribution.protocol.planner import replan_from_pilot
+
+        self._expect(Phase.ATTRIBUTION, "size_from_pilot")
+        if self.params.planning != "pilot" or self.planning is not None:
+            raise LocalProtocolError("size_from_pilot: the session is not waiting for a pilot")
+        attribution = need(self.attribution, "the committed attribution (streamed first)")
+        plan = need(self.mse_plan(), "the pilot M")
+        pilot = np.asarray(pilot_values, dtype=np.float64).reshape(plan.n_rows, -1)
+        masks = self._masks_fn(plan)
+        residual_sq = [
+            float(np.mean((pilot[:, o] - g_values(attribution[o], masks)) ** 2))
+            for o in self.params.outputs
+        ]
+        sized, planned = replan_from_pilot(self.task, self.opened_params, max(residual_sq))
+        self.params = sized
+        self.layout = ChallengeLayout(sized.n_pairs, sized.n_single)
+        self._pilot_digest = values_digest(pilot)
+        self.planning = {
+            "planning": "pilot",
+            "opened_params": self.opened_params.to_dict(),
+            "opened_params_digest": self.opened_params.digest().hex(),
+            "pilot_size": plan.n_rows,
+            "pilot_mean_sq_residual": residual_sq,
+            # the hint the sizes were planned at: below the pilot's when the budget bound
+            "planned_mean_sq_residual": planned,
+            "capped": planned < max(residual_sq),
+            "sized": True,
+        }
+
+    def adopt_sizes(self, sized: ProtocolParams) -> None:
+        """Offline inspection of a decided session (a report): take the certified sizes of
+        a pilot-planned session without its pilot, to re-derive E and C. ``sized`` must
+        be the opening parameters with the sizes filled in."""
+        if sized.opening() != self.opened_params:
+            raise LocalProtocolError("adopt_sizes: not this session's opening parameters")
+        self.params = sized
+        self.layout = ChallengeLayout(sized.n_pairs, sized.n_single)
+
     # -- 3 ---------------------------------------------------------------------------
     def reveal_challenge(self) -> ChallengeReveal:
         self._expect(Phase.ATTRIBUTION, "reveal_challenge")
-        msg = ChallengeReveal(seed=self.secrets.seed_e, salt=self.secrets.salt_e)
+        sizes = None
+        if self.params.planning == "pilot":
+            if self.planning is None:
+                raise LocalProtocolError("reveal_challenge: the pilot has not fixed the sizes")
+            sizes = self.params.size_fields()
+        msg = ChallengeReveal(seed=self.secrets.seed_e, salt=self.secrets.salt_e, plan=sizes)
         self._log(Direction.VERIFIER_TO_PROVER, "reveal_challenge", msg.to_bytes())
         self.phase = Phase.CHALLENGE
         return msg
@@ -328,8 +391,11 @@ class VerifierSession:
         """Decide from the local retrainings of C (and M); sign and reveal the secrets."""
         mode = self.params.mode
         needed = Phase.EVALUATIONS if mode == "interactive" else Phase.ATTRIBUTION
-        if self.phase not in (needed, Phase.CHALLENGE) or self.phase < needed:
+        early = self.failure is not None and Phase.ATTRIBUTION <= self.phase < Phase.DECIDED
+        if not early and (self.phase not in (needed, Phase.CHALLENGE) or self.phase < needed):
             raise LocalProtocolError(f"decide: not allowed in phase {self.phase.name}")
+        if self.planning is not None and values_digest(mse_values) != self._pilot_digest:
+            raise LocalProtocolError("decide: the MSE values are not the pilot that sized E")
         evaluation = self.evaluate(spot_values, mse_values, claimed_mse)
         return self._finish(evaluation, spot_values, mse_values)
 
@@ -536,6 +602,14 @@ class VerifierSession:
             "spot_values_sha256": values_digest(spot_values),
             "mse_values_sha256": values_digest(mse_values),
         }
+        if p.planning == "pilot":
+            # docs/protocol.md section 6.14: what was opened and what the pilot fixed
+            certificate["planning"] = self.planning or {
+                "planning": "pilot",
+                "opened_params": self.opened_params.to_dict(),
+                "opened_params_digest": self.opened_params.digest().hex(),
+                "sized": False,
+            }
         hashes = field_hashes(certificate)
         digest = certificate_digest(hashes)
         signature = statements.sign(

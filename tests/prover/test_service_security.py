@@ -87,7 +87,9 @@ def build_env() -> Env:
         honest=build_served(task, "exact", None),
         red_team=red_team,
         red_team_factory=red_team_factory,
-        plan=plan_run(task_info(task), 0.2, 0.05, hint=hint),
+        # sizes fixed at open: these tests drive the messages by hand (pilot-planned
+        # sessions over gRPC: tests/verifier/test_audit_grpc.py)
+        plan=plan_run(task_info(task), 0.2, 0.05, hint=hint, planning="fixed"),
         hint=hint,
     )
 

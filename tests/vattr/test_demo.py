@@ -1,5 +1,6 @@
 """The README's main command end to end: `vattr demo --json` audits an honest and a
-cheating Prover over real gRPC on loopback (about a minute on 2 cores)."""
+cheating Prover over real gRPC on loopback (about a minute on 2 cores): honest ACCEPT,
+scale 0.5 REJECT, and the Verifier's spot checks at most a quarter of E."""
 
 from __future__ import annotations
 
@@ -24,3 +25,7 @@ def test_demo_accepts_honest_and_rejects_cheating(
     for who in ("honest", "cheating"):
         check = check_report(Path(result[who]["report"]), replay=True)
         assert check.ok, check.problems
+    # the light Verifier (docs/protocol.md sections 6.13-6.14): on the honest audit it
+    # retrains at most a quarter of what the Prover trained (0.99 with the task band)
+    sizes = result["honest"]["sizes"]
+    assert sizes["k"] <= 0.25 * sizes["E"]

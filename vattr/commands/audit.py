@@ -23,10 +23,20 @@ def _add_band_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--band",
         choices=["task", "committed"],
-        default="task",
-        help="audited target: f clipped to [-b, b] (task), or f clipped to the committed "
-        "attribution +- R with R from a secret pilot of the Verifier's own trainings "
-        "(committed; residual estimator; far fewer spot checks, docs/protocol.md 6.13)",
+        default=None,
+        help="audited target: f clipped to the committed attribution +- R with R from a "
+        "secret pilot of the Verifier's own trainings (committed, the default for the "
+        "residual estimator: far fewer spot checks, docs/protocol.md 6.13), or f clipped "
+        "to [-b, b] (task, the default otherwise)",
+    )
+    p.add_argument(
+        "--planning",
+        choices=["fixed", "pilot"],
+        default=None,
+        help="when the sizes are fixed: after the attribution commitment, from the "
+        "residual on the Verifier's pilot (pilot, the default for the committed band "
+        "with the practical preset and no --rho; --hint then only forecasts), or at "
+        "open from --hint (fixed), docs/protocol.md 6.14",
     )
 
 
@@ -92,7 +102,8 @@ def register(sub: Any) -> None:
         "--max-trainings",
         type=int,
         default=20_000_000,
-        help="refuse plans with more trainings per run than this",
+        help="refuse plans with more trainings per run than this (pilot planning: the cap "
+        "on the sizes the pilot fixes)",
     )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -140,7 +151,8 @@ def register(sub: Any) -> None:
         type=int,
         default=2_000_000,
         help="refuse (exit 2, before opening a session) plans with more trainings than "
-        "this, Prover's and Verifier's together (default 2,000,000)",
+        "this, Prover's and Verifier's together (default 2,000,000); with pilot planning, "
+        "the cap on the sizes the pilot fixes (stated in the opened parameters)",
     )
     p.add_argument("--timeout", type=float, default=60.0, help="deadline per call (s)")
     p.add_argument(
@@ -188,6 +200,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="directory for the reports")
+    p.add_argument(
+        "--task",
+        default="breast_cancer-logreg",
+        help="breast_cancer-logreg (default, about a minute) or randhie-logreg (N = 19,988, "
+        "where verifying is far cheaper than computing an attribution; several minutes)",
+    )
     p.set_defaults(handler=cmd_demo)
 
 
@@ -202,6 +220,17 @@ def _outputs(text: str | None, task: Any) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(","))
     except ValueError as exc:
         raise UsageError(f"--outputs: {text!r} is not a list of integers") from exc
+
+
+def _cap_budget(plan: Any, max_trainings: int) -> Any:
+    """A pilot-planned run's budget (docs/protocol.md section 6.14) never exceeds
+    --max-trainings."""
+    import dataclasses
+
+    p = plan.params
+    if p.planning != "pilot" or 0 < p.budget <= max_trainings:
+        return plan
+    return dataclasses.replace(plan, params=dataclasses.replace(p, budget=max_trainings))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -248,13 +277,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         explicit=explicit,
         mse_source=args.mse_source,
         band=args.band,
+        planning=args.planning,
     )
+    plan = _cap_budget(plan, args.max_trainings)
     print(plan.describe(), file=sys.stderr)
     if args.plan_only:
         print(json.dumps(plan.summary()))
         return 0
     total = plan.params.n_challenges + plan.verifier_trainings
-    if total > args.max_trainings:
+    # a pilot-planned run is capped at --max-trainings by its pilot (the hint only forecasts)
+    if plan.params.planning == "fixed" and total > args.max_trainings:
         raise UsageError(
             f"the plan needs {total} trainings per run (> --max-trainings "
             f"{args.max_trainings}); use --plan-only to inspect it"
@@ -369,9 +401,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     hint=hint,
                     mse_source=args.mse_source,
                     band=args.band,
+                    planning=args.planning,
                 )
             )
             if plan is not None:
+                plan = _cap_budget(plan, args.max_trainings)
+            if plan is not None and plan.params.planning == "fixed":
                 total = plan.params.n_challenges + plan.verifier_trainings
                 if total > args.max_trainings:
                     raise UsageError(
@@ -462,7 +497,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vattr.demo import run_demo
 
     out = args.out or Path(tempfile.mkdtemp(prefix="vattr-demo-"))
-    result = run_demo(out, quiet=args.json)
+    result = run_demo(out, quiet=args.json, task_name=args.task)
     if args.json:
         print(json.dumps(result))
     ok = result["honest"]["verdict"] == "ACCEPT" and result["cheating"]["verdict"] == "REJECT"

@@ -253,11 +253,11 @@ def spot_figure(diffs: FloatArray, tau: float) -> str:
 def spot_differences(loaded: LoadedReport) -> FloatArray | None:
     """|retrained - Prover's| for every spot-checked value (C re-derived from the revealed
     seed), or ``None`` when it cannot be re-derived (e.g. no f-values)."""
-    from verifier.reports.report import replay_session
+    from verifier.reports.report import certified_session
 
     cert, values = loaded.certificate, loaded.values
     try:
-        s = replay_session(loaded.report, cert)
+        s = certified_session(loaded.report, cert)
         info = s.task
         rows = s.spot_check_rows()
         f = values.get("evaluations")

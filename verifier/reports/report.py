@@ -45,6 +45,7 @@ from attribution.protocol.common import TaskInfo, seed_commitment
 from attribution.protocol.driver import StreamRejected, decide
 from attribution.protocol.messages import (
     AttributionCommitment,
+    ChallengeReveal,
     EvaluationCommitment,
     MessageError,
     OpenSession,
@@ -224,9 +225,7 @@ def check_report(path: Path, replay: bool = False, retrain: int = 0) -> CheckRes
     if not statements.verify(
         vkey,
         vmsg.signature,
-        statements.verdict(
-            session_id, head, vmsg.verdict, vmsg.reason, vmsg.certificate_digest
-        ),
+        statements.verdict(session_id, head, vmsg.verdict, vmsg.reason, vmsg.certificate_digest),
     ):
         res.fail("verdict_message.signature", "the Verifier's signature does not verify")
     for name, value in (("verdict", vmsg.verdict), ("reason", vmsg.reason)):
@@ -300,8 +299,9 @@ def _check_transcript(
         return
     if open_msg.task_digest.hex() != cert.get("task_digest"):
         res.fail("certificate.task_digest", "differs from the open message")
-    if open_msg.params != cert.get("params"):
+    if open_msg.params != opened_params(cert):
         res.fail("certificate.params", "differ from the open message")
+    _check_sizing(open_msg, by_label, cert, res)
     if open_msg.verifier_key.hex() != cert.get("verifier_key"):
         res.fail("certificate.verifier_key", "differs from the open message")
     seeds = cert.get("seeds", {})
@@ -364,6 +364,30 @@ def _check_transcript(
             )
         if commit_f.root.hex() != cert.get("evaluations_root"):
             res.fail("certificate.evaluations_root", "differs from the Prover's commitment")
+
+
+def _check_sizing(
+    open_msg: OpenSession, by_label: dict[str, Any], cert: dict[str, Any], res: CheckResult
+) -> None:
+    """The certified parameters are the opened ones, sized by the revealed challenge's
+    sizes when the session was pilot-planned (docs/protocol.md section 6.14)."""
+    if "reveal_challenge" not in by_label:
+        if open_msg.params != cert.get("params"):
+            res.fail("certificate.params", "differ from the open message (nothing was revealed)")
+        return
+    try:
+        reveal = decode(by_label["reveal_challenge"].msg, ChallengeReveal)
+    except MessageError as exc:
+        res.fail("transcript_jsonl.reveal_challenge", str(exc))
+        return
+    try:
+        opened = ProtocolParams.from_dict(open_msg.params)
+        sized = opened.sized(reveal.plan) if reveal.plan is not None else opened
+    except UsageError as exc:
+        res.fail("transcript_jsonl.reveal_challenge", f"sizes do not apply: {exc}")
+        return
+    if sized.to_dict() != cert.get("params"):
+        res.fail("certificate.params", "differ from the opened parameters and revealed sizes")
 
 
 STREAM_REJECTIONS = ("commitment_mismatch", "malformed")
@@ -470,6 +494,16 @@ class _ReplayProver:
         return None  # a replay decides only (driver.decide); nothing is delivered
 
 
+def opened_params(cert: dict[str, Any]) -> Any:
+    """The parameters sent at open: the certificate's own, or for a pilot-planned session
+    (docs/protocol.md section 6.14) those recorded under ``planning`` before the pilot
+    fixed the sizes."""
+    planning = cert.get("planning")
+    if isinstance(planning, dict) and "opened_params" in planning:
+        return planning["opened_params"]
+    return cert.get("params")
+
+
 def replay_session(report: dict[str, Any], cert: dict[str, Any]) -> VerifierSession:
     """A fresh Verifier state machine for a report: the certified task constants and
     parameters, the revealed seeds, the Verifier's public key (raises KeyError,
@@ -483,11 +517,24 @@ def replay_session(report: dict[str, Any], cert: dict[str, Any]) -> VerifierSess
     return VerifierSession(
         info,
         bytes.fromhex(cert["task_digest"]),
-        ProtocolParams.from_dict(cert["params"]),
+        ProtocolParams.from_dict(opened_params(cert)),
         _RecordedKey(bytes.fromhex(cert["verifier_key"]), vmsg.signature),
         secrets,
         task_name=str(t["name"]),
     )
+
+
+def certified_session(report: dict[str, Any], cert: dict[str, Any]) -> VerifierSession:
+    """:func:`replay_session` with the certified sizes (those a pilot fixed, docs/protocol.md
+    section 6.14), to re-derive E and C offline without replaying the decision."""
+    session = replay_session(report, cert)
+    sized = ProtocolParams.from_dict(cert["params"])
+    if sized != session.params:
+        try:
+            session.adopt_sizes(sized)
+        except VattrError as exc:
+            raise ValueError(str(exc)) from exc
+    return session
 
 
 def _replay(

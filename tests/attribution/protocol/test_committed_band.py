@@ -111,7 +111,7 @@ def test_the_breast_cancer_plan_with_the_band() -> None:
     info = task_info(load_task(resolve_spec("breast_cancer-logreg")))
     outs = (info.n_outputs - 1,)
     banded = plan_run(info, 0.03, 0.05, hint=0.0173, outputs=outs, band="committed")
-    plain = plan_run(info, 0.03, 0.05, hint=0.0173, outputs=outs)
+    plain = plan_run(info, 0.03, 0.05, hint=0.0173, outputs=outs, band="task")
     assert banded.params.k <= 0.25 * banded.params.n_challenges
     assert plain.params.k >= 0.9 * plain.params.n_challenges
     with pytest.raises(UsageError, match="residual"):
@@ -123,7 +123,7 @@ def test_planner_uses_the_band_and_makes_the_verifier_light(synthetic) -> None: 
     task, _, hint = synthetic
     info = task_info(task)
     banded = plan_run(info, 0.05 * task.bound**2, 0.05, hint=hint, band="committed")
-    plain = plan_run(info, 0.05 * task.bound**2, 0.05, hint=hint)
+    plain = plan_run(info, 0.05 * task.bound**2, 0.05, hint=hint, band="task")
     assert banded.params.band == "committed"
     assert banded.params.m == 100
     assert banded.params.k <= 0.2 * banded.params.n_challenges
@@ -142,7 +142,8 @@ def test_certificate_states_the_target(synthetic) -> None:  # type: ignore[no-un
     rms = target["pilot_rms_residual"]
     assert target["radius"] == pytest.approx(plan.params.radius_scale * rms + task.tau)
     assert target["clip"]["rate_upper"] <= plan.params.clip_level
-    assert target["clip"]["checked"] == plan.params.k
+    # the pilot sized the run (docs/protocol.md section 6.14): k is the certified one
+    assert target["clip"]["checked"] == ProtocolParams.from_dict(ok.certificate["params"]).k
     assert "f_h" in ok.certificate["guarantee"]
 
 
@@ -150,7 +151,7 @@ def test_the_radius_does_not_depend_on_the_values_of_e(synthetic) -> None:  # ty
     """The same session evaluated with the honest f-values of E and with every value moved
     to +b: the band's radius is the same (it depends on the pilot and g only)."""
     task, honest, hint = synthetic
-    plan = plan_run(task_info(task), 0.2, 0.05, hint=hint, band="committed")
+    plan = plan_run(task_info(task), 0.2, 0.05, hint=hint, band="committed", planning="fixed")
     info = task_info(task)
     verifier = VerifierSession(
         info, task.digest, plan.params, SigningKey.generate(), VerifierSecrets.derive(b"v" * 32)
