@@ -17,6 +17,7 @@ small fraction of computing an attribution oneself.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,18 +62,18 @@ DEMOS = {
 }
 
 
-def _costs(cert: dict[str, Any], n_points: int, epsilon: float) -> str:
-    """What each side trained, against fitting a datamodel oneself: about 2 N s / eps runs
-    for err <= eps / 2 (docs/protocol.md section 7.6), with s the pilot's E[(f - g)^2]."""
+def _costs(cert: dict[str, Any], n_points: int, epsilon: float, b_ge2: float) -> str:
+    """What each side trained, against fitting a datamodel oneself: about 2 N B_>=2 / eps
+    runs for err <= eps / 2 (docs/protocol.md section 7.6), with B_>=2 taken as the honest
+    attribution's residual E[(f - g)^2] (the same figure for both Provers: it is the
+    task's, not the attribution's)."""
     sizes = cert["sizes"]
-    planning = cert.get("planning") or {}
-    residual = max(planning.get("pilot_mean_sq_residual") or [0.0])
     line = (
         f"  Prover trained |E| = {sizes['E']}, Verifier {sizes['verifier_trainings']} "
         f"(k = {sizes['k']} spot checks + |M| = {sizes['M']} pilot)"
     )
-    if residual > 0:
-        self_fit = math.ceil(2 * n_points * residual / epsilon)
+    if b_ge2 > 0:
+        self_fit = math.ceil(2 * n_points * b_ge2 / epsilon)
         share = sizes["verifier_trainings"] / self_fit
         line += f"; fitting a datamodel oneself ~{self_fit} runs (Verifier: {share:.0%} of it)"
     return line
@@ -98,7 +99,7 @@ def run_demo(out: Path, quiet: bool = False, task_name: str = TASK) -> dict[str,
     # One plan for both Provers (the Verifier does not know which one cheats). The hint
     # only forecasts: the Verifier fixes the sizes after each commitment from its own
     # pilot (docs/protocol.md section 6.14).
-    hint = residual_hint(task, honest, runs=200)[mean]
+    hint = residual_hint(task, honest)[mean]
     plan = plan_run(task_info(task), epsilon, DELTA, outputs=(mean,), hint=hint)
     if not quiet:
         say(plan.describe())
@@ -107,6 +108,9 @@ def run_demo(out: Path, quiet: bool = False, task_name: str = TASK) -> dict[str,
     results: dict[str, Any] = {}
     try:
         for name, strategy_text in (("honest", "honest"), ("cheating", "scale:0.5")):
+            # a demo starts afresh (new keys each time): its scratch stores are not resumed
+            for scratch in (out / f"{name}-store", out / f"{name}-verifier"):
+                shutil.rmtree(scratch, ignore_errors=True)
             strategy = parse_strategy(strategy_text)
             A = strategy.attribution(honest, task.spec.p)
             served = ServedTask(task, A, residual_hint(task, A))
@@ -149,7 +153,7 @@ def run_demo(out: Path, quiet: bool = False, task_name: str = TASK) -> dict[str,
                     else ""
                 )
                 + "\n"
-                + _costs(o.certificate, task.n_points, epsilon)
+                + _costs(o.certificate, task.n_points, epsilon, hint)
                 + f"\n  report {path} (offline check: {'OK' if check.ok else check.problems})"
             )
             results[name] = {

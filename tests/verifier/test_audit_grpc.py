@@ -202,3 +202,47 @@ def test_a_never_finishing_job_ends_the_audit_within_its_deadline(tmp_path: Path
     assert (code, again) == (3, 3)
     assert time.monotonic() - start < 30
     assert not report.exists()
+
+
+@pytest.mark.parametrize("lie", [0.0, 1e-12, float("nan"), float("inf"), 1e300])
+def test_a_lying_residual_hint_cannot_steer_the_sizes(tmp_path: Path, lie: float) -> None:
+    """Red team (docs/protocol.md section 6.14): the Prover's DescribeTasks hint is a lie.
+    The sizes come from the Verifier's pilot after the commitment, so an honest Prover is
+    never rejected and the audit never exceeds --max-trainings: a hint too small (0,
+    1e-12) only caps the run at twice its tiny forecast (ACCEPT or INCONCLUSIVE, the
+    liar's own loss), a non-finite one is ignored, a huge one (1e300, clamped) only lifts
+    the cap to --max-trainings, below which the pilot's own sizes hold (ACCEPT)."""
+    import dataclasses
+    import json
+
+    from attribution.commitments import SigningKey
+    from vattr.cli import main
+
+    task = load_task(resolve_spec("synthetic"))
+    served = build_served(task, "exact", None)
+    lying = dataclasses.replace(served, residual_hint=(lie,) * task.n_outputs)
+    running = start_server(lying, SigningKey.generate(), SerialExecutor(), tmp_path / "store")
+    report = tmp_path / "audit.json"
+    cap = 200_000
+    argv = [
+        "audit", "--prover", f"127.0.0.1:{running.port}", "--task", "synthetic",
+        "--epsilon", "0.2", "--report", str(report), "--work-dir", str(tmp_path / "work"),
+        "--executor", "serial", "--quiet", "--max-trainings", str(cap),
+    ]  # fmt: skip
+    try:
+        code = main(argv)
+    finally:
+        running.stop(0)
+    doc = json.loads(report.read_text())
+    cert = doc["certificate"]
+    assert doc["verdict"] != "REJECT"
+    assert code == {"ACCEPT": 0, "INCONCLUSIVE": 4}[doc["verdict"]]
+    sizes = cert["sizes"]
+    assert sizes["E"] + sizes["verifier_trainings"] <= cert["params"]["budget"] <= cap
+    assert cert["planning"]["sized"]
+    if lie >= 1e-4 or lie != lie or lie == float("inf"):
+        # not capped by a small forecast: the pilot's own plan, which decides
+        assert not cert["planning"]["capped"]
+        assert doc["verdict"] == "ACCEPT"
+    checked = check_report(report, replay=True)
+    assert checked.ok, checked.problems
