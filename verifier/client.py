@@ -38,6 +38,11 @@ __all__ = [
 ]
 
 
+# The slowest a vector stream may be: its deadline is the call timeout plus its size at
+# this rate (1 MiB/s: 8 MB of f-values in 68 s with the default 60 s timeout).
+STREAM_MIN_BYTES_PER_S = float(1 << 20)
+
+
 class MalformedStream(TransportError):
     """The Prover's stream broke its framing (wrong length or total, stray or
     misplaced chunks): the Prover sent a malformed vector."""
@@ -123,7 +128,9 @@ class ProverClient:
     def fetch_vector(self, name: str, request: Any, expected: int) -> FloatArray:
         """Collect a chunked float64 stream; offsets must be contiguous, lengths exact.
 
-        Every message announces ``expected`` values and holds whole float64 values that
+        The whole stream must arrive within ``timeout + 8 expected / STREAM_MIN_BYTES_PER_S``
+        seconds (DEADLINE_EXCEEDED, a :class:`TransportError`, beyond). Every message
+        announces ``expected`` values and holds whole float64 values that
         continue exactly where the previous chunk ended; the only empty chunk allowed is the
         single message of a zero-length vector. A stream that breaks these rules, or ends
         cleanly before ``expected`` values, raises :class:`MalformedStream` (the Prover's
@@ -132,7 +139,10 @@ class ProverClient:
         out = np.empty(expected, dtype="<f8")  # bounded memory: one copy plus one chunk
         received = 0
         messages = 0
-        for msg in self.stream(name, request, timeout=max(self.timeout, 600.0)):
+        # the whole stream's deadline: the call timeout plus the vector's size at a floor
+        # rate, so a Prover that drips its values ends within it (exit 3), however slow
+        deadline = self.timeout + 8 * expected / STREAM_MIN_BYTES_PER_S
+        for msg in self.stream(name, request, timeout=deadline):
             messages += 1
             data = bytes(msg.chunk.values_f64le)
             if msg.total != expected:

@@ -246,3 +246,17 @@ def test_a_lying_residual_hint_cannot_steer_the_sizes(tmp_path: Path, lie: float
         assert doc["verdict"] == "ACCEPT"
     checked = check_report(report, replay=True)
     assert checked.ok, checked.problems
+
+
+def test_a_slow_drip_stream_ends_the_audit_within_its_deadline(tmp_path: Path) -> None:
+    """A Prover that streams its attribution one value a second (1,001 values on the
+    synthetic task: 17 minutes) cannot hold ``vattr audit --timeout 5``: the stream's
+    deadline is the timeout plus the vector's size at 1 MiB/s, so exit 3 (transport) and no
+    report within seconds."""
+    import time
+
+    start = time.monotonic()
+    code, again, report = _audit_against(tmp_path, "slow-drip", ("--timeout", "5"))
+    assert (code, again) == (3, 3)
+    assert time.monotonic() - start < 60
+    assert not report.exists()

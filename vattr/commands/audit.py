@@ -154,7 +154,12 @@ def register(sub: Any) -> None:
         "this, Prover's and Verifier's together (default 2,000,000); with pilot planning, "
         "the cap on the sizes the pilot fixes (stated in the opened parameters)",
     )
-    p.add_argument("--timeout", type=float, default=60.0, help="deadline per call (s)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="deadline per call (s); a vector stream gets this plus its size at 1 MiB/s",
+    )
     p.add_argument(
         "--job-timeout",
         type=float,

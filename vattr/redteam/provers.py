@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from attribution.protocol.prover import ProverSession
 from attribution.tasks.runtime import Task
-from attribution.v1 import prover_pb2
+from attribution.v1 import common_pb2, prover_pb2
 from prover.served import ServedTask, build_served
 from prover.service import ProverServicer
 from vattr.redteam.strategies import Strategy, parse_strategy
@@ -54,6 +54,22 @@ class RedTeamServicer(ProverServicer):
         if self.strategy.kind == "refuse-verdict":  # hide the verdict, hope for no report
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "this Prover takes no verdicts")
         return super().DeliverVerdict(request, context)
+
+    def StreamAttribution(
+        self, request: prover_pb2.StreamAttributionRequest, context: grpc.ServicerContext
+    ) -> Iterator[prover_pb2.StreamAttributionResponse]:
+        if self.strategy.kind != "slow-drip":
+            yield from super().StreamAttribution(request, context)
+            return
+        flat = np.ascontiguousarray(self.served.attribution, dtype="<f8").ravel()
+        for start in range(flat.size):  # one value a second, well-formed to the end
+            if not context.is_active():
+                return
+            yield prover_pb2.StreamAttributionResponse(
+                chunk=common_pb2.Float64Chunk(offset=start, values_f64le=flat[start].tobytes()),
+                total=flat.size,
+            )
+            time.sleep(1.0)
 
     def WatchJob(
         self, request: prover_pb2.WatchJobRequest, context: grpc.ServicerContext

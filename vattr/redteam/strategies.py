@@ -3,7 +3,7 @@
 Spelling (``parse_strategy``): ``honest``, ``scale:C``, ``boost:BETA``, ``zero:FRACTION``,
 ``noise:SIGMA``, ``corrupt:FRACTION``, ``corrupt-targeted:FRACTION``,
 ``inflate-residual``, ``plan-aware``, ``swap``, ``bad-length``, ``non-finite``, ``refuse-verdict``,
-``never-finish``.
+``never-finish``, ``slow-drip``.
 
 Attribution attacks (docs/protocol.md sections 1.3, 6.12) keep the mean prediction ``a0 + mu sum a``
 fixed (the intercept is re-fitted), so their error is exactly the degree-1 change:
@@ -25,7 +25,8 @@ the residual estimator, higher B_>=2 estimate for the paper estimator).
 ``swap`` streams another attribution than the one committed; ``bad-length`` and
 ``non-finite`` stream malformed vectors; ``refuse-verdict`` (gRPC only) is honest but
 refuses to take the verdict, hoping to suppress the non-ACCEPT ones; ``never-finish``
-(gRPC only) reports a training job that never ends, to hold the Verifier.
+(gRPC only) reports a training job that never ends, to hold the Verifier; ``slow-drip``
+(gRPC only) is honest but streams its attribution one value a second, to hold it too.
 """
 
 from __future__ import annotations
@@ -74,7 +75,15 @@ class Strategy:
         kind, v = self.kind, self.value
         if kind in _CORRUPTING:
             kind, v = "scale", 0.5
-        if kind in ("honest", "swap", "bad-length", "non-finite", "refuse-verdict", "never-finish"):
+        if kind in (
+            "honest",
+            "swap",
+            "bad-length",
+            "non-finite",
+            "refuse-verdict",
+            "never-finish",
+            "slow-drip",
+        ):
             return A
         before = A[:, 0] + mu * A[:, 1:].sum(axis=1)
         if kind == "scale":
@@ -219,6 +228,7 @@ _PLAIN = {
     "non-finite",
     "refuse-verdict",
     "never-finish",
+    "slow-drip",
 }
 
 
@@ -238,5 +248,5 @@ def parse_strategy(text: str, seed: int = 0) -> Strategy:
     raise UsageError(
         f"unknown strategy {text!r}: use honest, scale:C, boost:BETA, zero:FRACTION, "
         "noise:SIGMA, corrupt:FRACTION, corrupt-targeted:FRACTION, inflate-residual, plan-aware, "
-        "swap, bad-length, non-finite, refuse-verdict or never-finish"
+        "swap, bad-length, non-finite, refuse-verdict, never-finish or slow-drip"
     )
