@@ -102,6 +102,12 @@ class Reconnect:
                 delay = min(2 * delay, 5.0)
 
 
+# A Prover's training job must make progress within this many call timeouts (--timeout):
+# 5 minutes with the default 60 s, 25 s with --timeout 5 (a stalled job ends the audit
+# within two such windows: the first one sees the job's first report).
+STALL_FACTOR = 5
+
+
 class GrpcProver:
     """The :class:`~attribution.protocol.driver.ProverPort` of a remote Prover: one RPC
     per step, each retried through ``retry`` while the Prover restarts."""
@@ -146,16 +152,45 @@ class GrpcProver:
         self.retry("WatchJob", lambda: self._watch(job, bar))
 
     def _watch(self, job_id: str, bar: Progress) -> None:
-        """Follow the Prover's training job to its end (one stream; raises to be retried)."""
+        """Follow the Prover's training job to its end (raises to be retried).
+
+        WatchJob is polled with a per-call deadline of ``STALL_FACTOR`` call timeouts
+        (``--timeout``), re-issued while the job progresses; a job that makes no progress
+        within one such window, or runs past ``--job-timeout``, ends the audit
+        (DEADLINE_EXCEEDED, exit 3)."""
         request = prover_pb2.WatchJobRequest(session=self.ref, job_id=job_id)
-        for update in self.client.stream("WatchJob", request, timeout=self.job_timeout):
-            if int(update.done) > bar.done:
-                bar.update(int(update.done) - bar.done)
-            if update.state == prover_pb2.JOB_STATE_FAILED:
-                raise TransportError(f"the Prover's training job failed: {update.message}")
-            if update.state == prover_pb2.JOB_STATE_DONE:
-                return
-        raise TransportError("WatchJob: the stream ended before the job did", "UNAVAILABLE")
+        end = time.monotonic() + self.job_timeout
+        stall = STALL_FACTOR * self.client.timeout
+        while True:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise TransportError(
+                    f"WatchJob: the Prover's training ran past --job-timeout "
+                    f"({self.job_timeout:g} s)",
+                    "DEADLINE_EXCEEDED",
+                )
+            before = bar.done
+            try:
+                for update in self.client.stream(
+                    "WatchJob", request, timeout=min(remaining, stall)
+                ):
+                    if int(update.done) > bar.done:
+                        bar.update(int(update.done) - bar.done)
+                    if update.state == prover_pb2.JOB_STATE_FAILED:
+                        raise TransportError(f"the Prover's training job failed: {update.message}")
+                    if update.state == prover_pb2.JOB_STATE_DONE:
+                        return
+            except TransportError as exc:
+                if exc.code != "DEADLINE_EXCEEDED":
+                    raise
+                if bar.done == before:
+                    raise TransportError(
+                        f"WatchJob: the Prover's training made no progress in {stall:g} s "
+                        f"({bar.done} of {bar.total} rows)",
+                        "DEADLINE_EXCEEDED",
+                    ) from exc
+                continue  # it progressed: poll again
+            raise TransportError("WatchJob: the stream ended before the job did", "UNAVAILABLE")
 
     def commit_evaluations(self) -> bytes:
         request = prover_pb2.CommitEvaluationsRequest(session=self.ref)
@@ -338,9 +373,7 @@ def run_audit(
         port.ref = prover_pb2.SessionRef(
             session_id=saved.session_id, session_token=saved.session_token
         )
-    decided = decide(
-        session, port, local_trainer(task, executor, work_dir, quiet), journal=journal
-    )
+    decided = decide(session, port, local_trainer(task, executor, work_dir, quiet), journal=journal)
     evals = port.received.get("StreamEvaluations")
     result = AuditResult(
         decided.outcome,

@@ -260,3 +260,18 @@ def test_a_slow_drip_stream_ends_the_audit_within_its_deadline(tmp_path: Path) -
     assert (code, again) == (3, 3)
     assert time.monotonic() - start < 60
     assert not report.exists()
+
+
+def test_a_stalled_job_ends_the_audit_without_a_job_timeout(tmp_path: Path) -> None:
+    """``vattr audit --timeout 2`` against a job that reports the same row forever (and
+    the default --job-timeout of a day): WatchJob is polled with a deadline of
+    STALL_FACTOR = 5 call timeouts and a window without progress ends the audit (the first
+    window sees the job's first report, the second none), exit 3, no report, on both
+    runs: at most 2 runs x 2 windows x 10 s, plus set-up."""
+    import time
+
+    start = time.monotonic()
+    code, again, report = _audit_against(tmp_path, "never-finish", ("--timeout", "2"))
+    assert (code, again) == (3, 3)
+    assert time.monotonic() - start < 2 * 2 * 5 * 2 + 30
+    assert not report.exists()

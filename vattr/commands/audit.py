@@ -158,7 +158,8 @@ def register(sub: Any) -> None:
         "--timeout",
         type=float,
         default=60.0,
-        help="deadline per call (s); a vector stream gets this plus its size at 1 MiB/s",
+        help="deadline per call (s); a vector stream gets this plus its size at 1 MiB/s, "
+        "and the Prover's training must progress within 5 of these",
     )
     p.add_argument(
         "--job-timeout",
