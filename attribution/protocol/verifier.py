@@ -73,6 +73,7 @@ from attribution.protocol.messages import (
     decode,
 )
 from attribution.protocol.params import ProtocolParams
+from attribution.protocol.planner import replan_from_pilot
 from attribution.subsets import bind_digest, prob_to_u32, xof
 
 FloatArray = npt.NDArray[np.float64]
@@ -253,8 +254,6 @@ class VerifierSession:
         :meth:`mse_plan`, the same values later passed to :meth:`decide`). The hint is the
         largest mean of ``(f - g)^2`` over the audited outputs; the sizes are
         :func:`attribution.protocol.planner.replan_from_pilot` of it."""
-        from attribution.protocol.planner import replan_from_pilot
-
         self._expect(Phase.ATTRIBUTION, "size_from_pilot")
         if self.params.planning != "pilot" or self.planning is not None:
             raise LocalProtocolError("size_from_pilot: the session is not waiting for a pilot")

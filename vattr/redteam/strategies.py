@@ -75,15 +75,7 @@ class Strategy:
         kind, v = self.kind, self.value
         if kind in _CORRUPTING:
             kind, v = "scale", 0.5
-        if kind in (
-            "honest",
-            "swap",
-            "bad-length",
-            "non-finite",
-            "refuse-verdict",
-            "never-finish",
-            "slow-drip",
-        ):
+        if kind in _PLAIN:  # the corrupting ones became "scale" above: the honest A
             return A
         before = A[:, 0] + mu * A[:, 1:].sum(axis=1)
         if kind == "scale":
