@@ -270,15 +270,21 @@ class VerifierSession:
         self.layout = ChallengeLayout(sized.n_pairs, sized.n_single)
         self._pilot_digest = values_digest(pilot)
         self.planning = {
-            "planning": "pilot",
-            "opened_params": self.opened_params.to_dict(),
-            "opened_params_digest": self.opened_params.digest().hex(),
+            **self._opening_record(),
             "pilot_size": plan.n_rows,
             "pilot_mean_sq_residual": residual_sq,
             # the hint the sizes were planned at: below the pilot's when the budget bound
             "planned_mean_sq_residual": planned,
             "capped": planned < max(residual_sq),
             "sized": True,
+        }
+
+    def _opening_record(self) -> dict[str, Any]:
+        """The certificate's record of what a pilot-planned session opened with."""
+        return {
+            "planning": "pilot",
+            "opened_params": self.opened_params.to_dict(),
+            "opened_params_digest": self.opened_params.digest().hex(),
         }
 
     def adopt_sizes(self, sized: ProtocolParams) -> None:
@@ -603,12 +609,7 @@ class VerifierSession:
         }
         if p.planning == "pilot":
             # docs/protocol.md section 6.14: what was opened and what the pilot fixed
-            certificate["planning"] = self.planning or {
-                "planning": "pilot",
-                "opened_params": self.opened_params.to_dict(),
-                "opened_params_digest": self.opened_params.digest().hex(),
-                "sized": False,
-            }
+            certificate["planning"] = self.planning or {**self._opening_record(), "sized": False}
         hashes = field_hashes(certificate)
         digest = certificate_digest(hashes)
         signature = statements.sign(
